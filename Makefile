@@ -1,0 +1,48 @@
+# One-command set-up. `make repro` runs the study, `make test` runs the test suite; both create
+# .venv and install the project first, so either works as the first command on a fresh clone.
+PYTHON ?= python3
+VENV := .venv
+STAMP := $(VENV)/.installed
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+# Offline machines keep MovieLens archives in a mirror folder; a `shared/datasets` folder
+# beside the checkout is used when MOVIELENS_MIRROR is not set.
+MOVIELENS_MIRROR ?= $(wildcard $(CURDIR)/../shared/datasets)
+export MOVIELENS_MIRROR
+
+.PHONY: install repro test test-fast params check-params lint bench mlflow-ui clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)/bin/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+repro: install check-params
+	dvc repro
+
+test: install
+	python -m pytest
+
+test-fast: install
+	python -m pytest -m "not slow"
+
+params: install
+	python -m movielens_als.config.params
+
+check-params: install
+	python -m movielens_als.config.params --check
+
+lint: install
+	ruff check src tests benchmarks
+
+bench: install
+	python benchmarks/bench_data.py
+	python benchmarks/bench_als.py
+
+mlflow-ui: install
+	mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000 --workers 1
+
+clean:
+	rm -rf outputs multirun .pytest_cache
