@@ -1,0 +1,98 @@
+"""Validation of composed configs: every problem is reported with the key that holds it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from omegaconf import DictConfig
+
+from movielens_als.errors import ConfigError
+
+MODEL_STAGES = ("bias", "als", "genre_als")
+REG_SCALINGS = ("constant", "count")
+GENRE_UPDATES = ("exact", "notebook")
+INITS = ("normal", "zeros")
+SPLIT_METHODS = ("random", "temporal")
+
+
+def validate(cfg: DictConfig, stage: str | None = None) -> None:
+    """Check the sections a stage reads; raise ConfigError naming the first bad key."""
+    from movielens_als.data.registry import RELEASES
+
+    name = _get(cfg, "dataset.name")
+    if name not in RELEASES:
+        known = ", ".join(sorted(RELEASES))
+        raise ConfigError(f"dataset.name: unknown dataset {name!r}; known: {known}")
+    _validate_split(cfg)
+    if "model" in cfg:
+        validate_model(cfg.model, prefix="model", stage=stage)
+    for model_stage in MODEL_STAGES:
+        if model_stage in cfg and "model" in cfg[model_stage]:
+            validate_model(cfg[model_stage].model, prefix=f"{model_stage}.model", stage=model_stage)
+
+
+def validate_model(model: Any, *, prefix: str = "model", stage: str | None = None) -> None:
+    K = _get(model, "K", prefix)
+    if not _is_int(K) or K < 0:
+        raise ConfigError(f"{prefix}.K: must be an integer ≥ 0, got {K!r}")
+    if stage == "bias" and K != 0:
+        raise ConfigError(f"{prefix}.K: the bias stage fits biases only and needs K = 0, got {K!r}")
+    if stage in ("als", "genre_als") and K < 1:
+        raise ConfigError(f"{prefix}.K: must be ≥ 1 for {stage}, got {K!r}")
+    for key in ("lam", "tau", "gamma", "eta"):
+        value = _get(model, key, prefix)
+        if not _is_number(value) or value < 0 or value != value:
+            raise ConfigError(f"{prefix}.{key}: must be a number ≥ 0, got {value!r}")
+    if _get(model, "lam", prefix) == 0:
+        raise ConfigError(f"{prefix}.lam: the noise precision λ must be > 0 (0 ignores every rating)")
+    iterations = _get(model, "iterations", prefix)
+    if not _is_int(iterations) or iterations < 1:
+        raise ConfigError(f"{prefix}.iterations: must be an integer ≥ 1, got {iterations!r}")
+    if not _is_int(_get(model, "seed", prefix)):
+        raise ConfigError(f"{prefix}.seed: must be an integer, got {_get(model, 'seed', prefix)!r}")
+    if not isinstance(_get(model, "center", prefix), bool):
+        raise ConfigError(f"{prefix}.center: must be true or false")
+    _choice(model, "reg_scaling", REG_SCALINGS, prefix)
+    _choice(model, "genre_update", GENRE_UPDATES, prefix)
+    _choice(model, "init", INITS, prefix)
+
+
+def _validate_split(cfg: DictConfig) -> None:
+    if "split" not in cfg:
+        return
+    _choice(cfg.split, "method", SPLIT_METHODS, "split")
+    fraction = _get(cfg, "split.train_fraction")
+    if not _is_number(fraction) or not 0 < fraction < 1:
+        raise ConfigError(f"split.train_fraction: must lie in (0, 1), got {fraction!r}")
+    val_fraction = _get(cfg, "split.val_fraction")
+    if not _is_number(val_fraction) or not 0 <= val_fraction < 1:
+        raise ConfigError(f"split.val_fraction: must lie in [0, 1), got {val_fraction!r}")
+    n_test = _get(cfg, "split.n_test_per_user")
+    if not _is_int(n_test) or n_test < 1:
+        raise ConfigError(f"split.n_test_per_user: must be an integer ≥ 1, got {n_test!r}")
+    if not _is_int(_get(cfg, "split.seed")):
+        raise ConfigError("split.seed: must be an integer")
+
+
+def _get(node: Any, dotted: str, prefix: str = "") -> Any:
+    where = f"{prefix}.{dotted}" if prefix else dotted
+    current = node
+    for part in dotted.split("."):
+        if not isinstance(current, DictConfig | dict) or part not in current:
+            raise ConfigError(f"{where}: missing key")
+        current = current[part]
+    return current
+
+
+def _choice(node: Any, key: str, allowed: tuple[str, ...], prefix: str) -> None:
+    value = _get(node, key, prefix)
+    if value not in allowed:
+        raise ConfigError(f"{prefix}.{key}: must be one of {', '.join(allowed)}; got {value!r}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)

@@ -1,0 +1,68 @@
+"""What every stage does around its work: validate, open the MLflow run, save figures."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from matplotlib.figure import Figure
+from omegaconf import DictConfig, open_dict
+
+from movielens_als.atomic import atomic_path
+from movielens_als.config.validate import validate
+from movielens_als.pipeline.layout import Layout
+from movielens_als.tracking.context import dvc_out_hash, git_commit
+from movielens_als.tracking.mlflow_tracker import NullTracker, flatten_config, open_tracker
+
+
+def stage_view(cfg: DictConfig, stage: str) -> DictConfig:
+    """The config as the stage reads it, with its own sections at the top level.
+
+    ``conf/<stage>.yaml`` (plain runs, multirun) puts them there already; ``params.yaml``,
+    which DVC runs the stages with, nests each stage's sections under ``<stage>.*`` (e.g.
+    ``als.model``), so they are lifted to ``model`` and so on.
+    """
+    if stage not in cfg or not isinstance(cfg[stage], DictConfig):
+        return cfg
+    view = cfg.copy()
+    with open_dict(view):
+        for key, value in cfg[stage].items():
+            if key not in view:
+                view[key] = value
+    return view
+
+
+@contextlib.contextmanager
+def stage_run(cfg: DictConfig, stage: str, sections: Iterable[str]) -> Iterator[NullTracker]:
+    """Validate ``cfg`` and open the stage's MLflow run, logging the sections it reads."""
+    validate(cfg, stage)
+    layout = Layout.from_config(cfg)
+    params = flatten_config({key: cfg[key] for key in sections if key in cfg})
+    tags = {
+        "stage": stage,
+        "dataset": str(cfg.dataset.name),
+        "git_commit": git_commit(),
+        "split_dvc_hash": dvc_out_hash(layout.split_dir),
+    }
+    with open_tracker(cfg, stage, params, tags) as tracker:
+        yield tracker
+
+
+def save_figures(figures: Mapping[str, Figure], folder: Path) -> list[Path]:
+    """Save each Figure as ``folder/<name>`` (PDF), replacing the folder atomically."""
+    with atomic_path(folder) as tmp:
+        tmp.mkdir(parents=True)
+        for name, figure in figures.items():
+            figure.savefig(tmp / name, format="pdf", bbox_inches="tight")
+    return [folder / name for name in figures]
+
+
+def numeric_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """The top-level numbers of a metrics dict (MLflow metrics are scalars)."""
+    return {
+        key: float(value)
+        for key, value in metrics.items()
+        if isinstance(value, int | float) and not isinstance(value, bool)
+    }

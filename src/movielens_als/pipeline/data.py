@@ -1,0 +1,86 @@
+"""The data stages: download → index → split."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from omegaconf import DictConfig
+
+from movielens_als.atomic import write_json
+from movielens_als.pipeline.common import numeric_metrics, stage_run
+from movielens_als.pipeline.layout import Layout
+
+MIRROR_ENV = "MOVIELENS_MIRROR"
+
+
+def mirror_setting(cfg: DictConfig) -> str | None:
+    """``dataset.mirror`` when set, else ``$MOVIELENS_MIRROR``, else None (GroupLens)."""
+    return cfg.dataset.get("mirror") or os.environ.get(MIRROR_ENV) or None
+
+
+def run_download(cfg: DictConfig) -> dict[str, Any]:
+    """Fetch (or generate, for ``synthetic``) the release into ``data/raw/<name>/``."""
+    from movielens_als.data.download import fetch_release
+    from movielens_als.data.registry import get_release
+    from movielens_als.data.synthetic import SyntheticSpec, write_release
+
+    layout = Layout.from_config(cfg)
+    release = get_release(cfg.dataset.name)
+    with stage_run(cfg, "download", ["dataset"]) as tracker:
+        if release.fmt == "synthetic":
+            spec = SyntheticSpec.preset(cfg.dataset.synthetic.preset, seed=cfg.dataset.synthetic.seed)
+            folder = write_release(spec, layout.raw_dir)
+        else:
+            folder = fetch_release(release.name, layout.raw_root, mirror=mirror_setting(cfg))
+        files = sorted(p for p in folder.rglob("*") if p.is_file())
+        metrics = {
+            "dataset": release.name,
+            "files": {p.relative_to(folder).as_posix(): p.stat().st_size for p in files},
+            "bytes": sum(p.stat().st_size for p in files),
+        }
+        tracker.log_metrics({"bytes": metrics["bytes"]})
+    return metrics
+
+
+def run_index(cfg: DictConfig) -> dict[str, Any]:
+    """Parse the release and write contiguous-index arrays plus ``index.json``."""
+    from movielens_als.data.index import build_index, save_index
+    from movielens_als.data.parse import read_movies, read_ratings
+    from movielens_als.data.registry import get_release
+
+    layout = Layout.from_config(cfg)
+    release = get_release(cfg.dataset.name)
+    with stage_run(cfg, "index", ["dataset"]) as tracker:
+        ratings = read_ratings(release, layout.raw_dir)
+        movies = read_movies(release, layout.raw_dir)
+        data, metrics = build_index(ratings, movies, release)
+        save_index(data, layout.index_dir)
+        write_json(layout.metrics_file("index"), metrics)
+        tracker.log_metrics(numeric_metrics(metrics))
+        tracker.log_artifacts([layout.metrics_file("index")])
+    return metrics
+
+
+def run_split(cfg: DictConfig) -> dict[str, Any]:
+    """Split the indexed ratings into train/test (and validation) in both CSR layouts."""
+    from movielens_als.data.index import load_index
+    from movielens_als.data.split import save_split, split_ratings
+
+    layout = Layout.from_config(cfg)
+    with stage_run(cfg, "split", ["dataset", "split"]) as tracker:
+        data = load_index(layout.index_dir)
+        split, metrics = split_ratings(
+            data,
+            method=cfg.split.method,
+            train_fraction=cfg.split.train_fraction,
+            val_fraction=cfg.split.val_fraction,
+            seed=cfg.split.seed,
+            n_test_per_user=cfg.split.n_test_per_user,
+        )
+        save_split(split, layout.split_dir)
+        write_json(layout.metrics_file("split"), metrics)
+        tracker.log_metrics(numeric_metrics(metrics))
+        tracker.log_artifacts([layout.metrics_file("split")])
+    return metrics
+

@@ -1,0 +1,101 @@
+"""The K grid: the tuned model trained for each number of factors K, then one report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from omegaconf import DictConfig
+
+from movielens_als.atomic import write_json
+from movielens_als.errors import DataError
+from movielens_als.pipeline.common import numeric_metrics, save_figures, stage_run, stage_view
+from movielens_als.pipeline.layout import Layout
+from movielens_als.pipeline.sweep import BEST_PARAMS, tuning_dir
+
+
+def kgrid_file(layout: Layout, K: int) -> Path:
+    return layout.data / "kgrid" / layout.dataset / f"K{K}.json"
+
+
+def load_best_params(layout: Layout, search: str) -> dict[str, Any]:
+    path = tuning_dir(layout, search) / BEST_PARAMS
+    if not path.is_file():
+        raise DataError(
+            f"{path}: no tuned parameters for search space {search!r}; run the sweep first "
+            f"(dvc repro sweep@{search}, or python -m movielens_als.stages.sweep search={search})"
+        )
+    return json.loads(path.read_text())
+
+
+def run_kgrid(cfg: DictConfig) -> dict[str, Any]:
+    """Train the tuned model once per K (``kgrid.K``, or every K of ``kgrid.Ks``)."""
+    from movielens_als.core.fit import fit
+    from movielens_als.core.model import ALSParams
+    from movielens_als.data.split import load_split
+
+    cfg = stage_view(cfg, "kgrid")
+    grid = cfg.kgrid
+    Ks = [int(grid.K)] if grid.K is not None else [int(k) for k in grid.Ks]
+    layout = Layout.from_config(cfg)
+    best = load_best_params(layout, grid.search)
+    split = load_split(layout.split_dir)
+    results: dict[str, Any] = {}
+    for K in Ks:
+        params = ALSParams.from_mapping({**best, "K": K, "iterations": int(grid.iterations)})
+        with stage_run(cfg, "kgrid", ["dataset", "split", "kgrid"]) as tracker:
+            tracker.set_tags({"K": str(K)})
+            tracker.log_metrics({"K": K})
+
+            def log(record, tracker=tracker) -> None:
+                tracker.log_metrics(
+                    {"train_rmse": record.train_rmse, "test_rmse": record.eval_rmse["test"], "nll": record.nll},
+                    step=record.iteration,
+                )
+
+            result = fit(split.train, params, evals={"test": split.test.to_ratings()}, callback=log)
+            last = result.history[-1]
+            entry = {
+                "K": K,
+                "train_rmse": float(last.train_rmse),
+                "test_rmse": float(last.eval_rmse["test"]),
+                "seconds_per_iteration": float(np.median([r.seconds for r in result.history])),
+                "iterations": len(result.history),
+                "params": params.to_dict(),
+            }
+            write_json(kgrid_file(layout, K), entry)
+            tracker.log_metrics(numeric_metrics(entry))
+            tracker.log_artifacts([kgrid_file(layout, K)])
+        results[str(K)] = entry
+    return results
+
+
+def run_kgrid_report(cfg: DictConfig) -> dict[str, Any]:
+    """Collect every K's result into ``kgrid.json`` and draw RMSE against K."""
+    from movielens_als.figures.tuning import rmse_vs_k_figure
+
+    cfg = stage_view(cfg, "kgrid")
+    layout = Layout.from_config(cfg)
+    with stage_run(cfg, "kgrid_report", ["dataset", "kgrid"]) as tracker:
+        table: dict[str, Any] = {}
+        for K in sorted(int(k) for k in cfg.kgrid.Ks):
+            path = kgrid_file(layout, K)
+            if not path.is_file():
+                raise DataError(f"{path}: no result for K={K}; run the kgrid stage for it first")
+            entry = json.loads(path.read_text())
+            table[str(K)] = {key: entry[key] for key in ("train_rmse", "test_rmse", "seconds_per_iteration")}
+        ks = np.array([int(k) for k in table])
+        figure = rmse_vs_k_figure(
+            ks,
+            np.array([v["train_rmse"] for v in table.values()]),
+            np.array([v["test_rmse"] for v in table.values()]),
+            title=f"RMSE against K — {cfg.dataset.name} ({cfg.kgrid.search} parameters)",
+        )
+        figure_paths = save_figures({"rmse_vs_K.pdf": figure}, layout.figures_dir("kgrid"))
+        write_json(layout.metrics_file("kgrid"), table)
+        best_k = min(table, key=lambda k: table[k]["test_rmse"])
+        tracker.log_metrics({"best_K": int(best_k), "best_test_rmse": table[best_k]["test_rmse"]})
+        tracker.log_artifacts([layout.metrics_file("kgrid"), *figure_paths])
+    return table

@@ -1,0 +1,155 @@
+"""The sweep stage: tune on a validation carve-out of train, then retrain the best parameters
+on train + validation and score them once on test."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from movielens_als.atomic import write_json
+from movielens_als.errors import ConfigError
+from movielens_als.pipeline.common import numeric_metrics, save_figures, stage_run, stage_view
+from movielens_als.pipeline.layout import Layout
+from movielens_als.sparse import RatingMatrix, Ratings
+from movielens_als.tracking.mlflow_tracker import open_tracker
+
+BEST_PARAMS = "best_params.json"
+STUDY_DB = "optuna.db"
+
+
+def sweep_view(cfg: DictConfig) -> DictConfig:
+    """params.yaml holds every space under ``sweep.spaces``; the DVC command names one."""
+    cfg = stage_view(cfg, "sweep")
+    if "search" not in cfg:
+        if "space" not in cfg or cfg.space not in cfg.spaces:
+            known = ", ".join(cfg.get("spaces", {}))
+            raise ConfigError(f"space: name the search space to run (one of {known}), e.g. +space=count")
+        with open_dict(cfg):
+            cfg.search = cfg.spaces[cfg.space]
+    return cfg
+
+
+def tuning_dir(layout: Layout, space_name: str) -> Path:
+    return layout.data / "tuning" / layout.dataset / space_name
+
+
+def run_sweep(cfg: DictConfig) -> dict[str, Any]:
+    import optuna
+
+    from movielens_als.core.fit import fit
+    from movielens_als.core.model import ALSParams
+    from movielens_als.data.index import load_index
+    from movielens_als.data.split import split_ratings
+    from movielens_als.tuning.search import SearchSpace, run_study
+
+    cfg = sweep_view(cfg)
+    tuning = cfg.tuning
+    if not 0 < tuning.val_fraction < 1:
+        raise ConfigError(
+            f"tuning.val_fraction: must lie in (0, 1) — the sweep tunes on validation, never on test; got {tuning.val_fraction!r}"
+        )
+    space = SearchSpace.from_mapping(OmegaConf.to_container(cfg.search, resolve=True))
+    base = ALSParams.from_mapping({**OmegaConf.to_container(cfg.model, resolve=True), "iterations": tuning.iterations})
+    layout = Layout.from_config(cfg)
+    out_dir = tuning_dir(layout, space.name)
+    metrics_name = f"sweep_{space.name}"
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+    with stage_run(cfg, "sweep", ["dataset", "split", "model", "search", "tuning"]) as parent:
+        data = load_index(layout.index_dir)
+        split, _ = split_ratings(
+            data,
+            method=cfg.split.method,
+            train_fraction=cfg.split.train_fraction,
+            val_fraction=tuning.val_fraction,
+            seed=cfg.split.seed,
+            n_test_per_user=cfg.split.n_test_per_user,
+        )
+        genres = data.movie_genres if _tunes_genre_model(cfg) else None
+
+        def track_trial(outcome) -> None:
+            tags = {"stage": "sweep-trial", "dataset": str(cfg.dataset.name), "state": outcome.state,
+                    "trial": str(outcome.number), "search": space.name}
+            with open_tracker(cfg, f"trial-{outcome.number}", outcome.params, tags, nested=True) as child:
+                for step, value in enumerate(outcome.val_rmse, start=1):
+                    child.log_metrics({"val_rmse": value}, step=step)
+                child.log_metrics({"seconds": outcome.seconds})
+
+        out_dir.mkdir(parents=True, exist_ok=True)
+        settings = {"K": base.K, "iterations": base.iterations, "val_fraction": tuning.val_fraction,
+                    "seed": tuning.seed, "split": OmegaConf.to_container(cfg.split), "model": base.to_dict(),
+                    "genres": genres is not None, "dataset": str(cfg.dataset.name)}
+        study = run_study(
+            split.train,
+            split.val.to_ratings(),
+            base,
+            space,
+            n_trials=tuning.n_trials,
+            seed=tuning.seed,
+            storage=f"sqlite:///{(out_dir / STUDY_DB).resolve()}",
+            study_name=f"{space.name}-{space.fingerprint(**settings)}",
+            movie_genres=genres,
+            pruning=tuning.pruning,
+            pruner_startup_trials=tuning.pruner_startup_trials,
+            pruner_warmup_steps=tuning.pruner_warmup_steps,
+            on_trial=track_trial,
+        )
+
+        best = {**base.to_dict(), **dict(space.fixed), **study.best_params, "iterations": tuning.final_iterations}
+        # The test set is used once: the best parameters refit on all of train (train ∪ val).
+        full_train = _union(split.train, split.val)
+        final = fit(full_train, ALSParams.from_mapping(best), movie_genres=genres,
+                    evals={"test": split.test.to_ratings()})
+        trials = study.get_trials(deepcopy=False)
+        states = [t.state for t in trials]
+        metrics = {
+            "search": space.name,
+            "best_params": {key: best[key] for key in [*space.params, *space.fixed]},
+            "best_val_rmse": float(study.best_value),
+            "test_rmse": float(final.history[-1].eval_rmse["test"]),
+            "train_rmse": float(final.history[-1].train_rmse),
+            "n_trials": len([s for s in states if s in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)]),
+            "n_pruned": states.count(optuna.trial.TrialState.PRUNED),
+            "n_failed": states.count(optuna.trial.TrialState.FAIL),
+            "final_iterations": tuning.final_iterations,
+        }
+        write_json(out_dir / BEST_PARAMS, best)
+        figures = _tuning_figures(study, space)
+        figure_paths = save_figures(figures, layout.figures_dir(metrics_name))
+        write_json(layout.metrics_file(metrics_name), metrics)
+        parent.log_metrics(numeric_metrics(metrics))
+        parent.log_artifacts([layout.metrics_file(metrics_name), out_dir / BEST_PARAMS, *figure_paths])
+    return metrics
+
+
+def _tunes_genre_model(cfg: DictConfig) -> bool:
+    """Genre ALS is tuned when the chosen model regularises toward genre priors (η > 0)."""
+    return float(cfg.model.get("eta", 0.0)) > 0.0
+
+
+def _union(a: RatingMatrix, b: RatingMatrix) -> RatingMatrix:
+    ra, rb = a.to_ratings(), b.to_ratings()
+    merged = Ratings(
+        np.concatenate([ra.user, rb.user]), np.concatenate([ra.item, rb.item]), np.concatenate([ra.rating, rb.rating])
+    )
+    return RatingMatrix.from_ratings(merged, a.n_users, a.n_items)
+
+
+def _tuning_figures(study, space) -> dict:
+    import optuna
+
+    from movielens_als.figures.tuning import importance_figure, optimisation_history_figure
+
+    complete = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
+    numbers = np.array([t.number for t in complete])
+    values = np.array([t.value for t in complete])
+    figures = {"optimization_history.pdf": optimisation_history_figure(numbers, values, title=f"Sweep ({space.name} space)")}
+    if len(complete) >= 2 and len(space.params) >= 2:
+        importances = optuna.importance.get_param_importances(
+            study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0)
+        )
+        figures["param_importances.pdf"] = importance_figure(importances, title=f"Hyper-parameter importance ({space.name})")
+    return figures

@@ -1,0 +1,200 @@
+"""One MLflow run per stage execution.
+
+The tracker is opened *before* any expensive work, so an unreachable tracking server fails
+the stage at once with one clear message instead of crashing after training.
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.error
+import urllib.request
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from movielens_als.errors import ConfigError, MovieLensError
+
+
+class TrackingError(MovieLensError):
+    """The tracking store cannot be reached or written."""
+
+
+class NullTracker:
+    """Stands in when tracking is disabled: every call is accepted and ignored."""
+
+    run_id: str | None = None
+
+    def __enter__(self) -> NullTracker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        return None
+
+    def log_artifacts(self, paths: Iterable[str | Path]) -> None:
+        return None
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        return None
+
+
+class StageTracker(NullTracker):
+    """An MLflow run for one stage: params, tags, per-iteration metrics and artifacts."""
+
+    def __init__(
+        self,
+        uri: str,
+        experiment: str,
+        run_name: str,
+        params: Mapping[str, Any],
+        tags: Mapping[str, str],
+        artifact_root: str | Path | None = None,
+        timeout_s: float = 10.0,
+        nested: bool = False,
+    ) -> None:
+        self.uri = uri
+        self.experiment = experiment
+        self.run_name = run_name
+        self.params = dict(params)
+        self.tags = dict(tags)
+        self.artifact_root = artifact_root
+        self.timeout_s = timeout_s
+        self.nested = nested
+        self.run_id = None
+        self._run = None
+
+    def __enter__(self) -> StageTracker:
+        import mlflow
+
+        check_reachable(self.uri, self.timeout_s)
+        mlflow.set_tracking_uri(self.uri)
+        experiment_id = ensure_experiment(self.uri, self.experiment, self.artifact_root)
+        self._run = mlflow.start_run(
+            experiment_id=experiment_id, run_name=self.run_name, tags=self.tags, nested=self.nested
+        )
+        self.run_id = self._run.info.run_id
+        _log_params(self.params)
+        return self
+
+    def __exit__(self, exc_type: type | None, *exc: object) -> None:
+        import mlflow
+
+        mlflow.end_run(status="FINISHED" if exc_type is None else "FAILED")
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        import mlflow
+
+        finite = {k: float(v) for k, v in metrics.items() if v is not None}
+        mlflow.log_metrics(finite, step=step)
+
+    def log_artifacts(self, paths: Iterable[str | Path]) -> None:
+        import mlflow
+
+        for path in paths:
+            path = Path(path)
+            if path.is_dir():
+                mlflow.log_artifacts(str(path), artifact_path=path.name)
+            elif path.is_file():
+                mlflow.log_artifact(str(path))
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        import mlflow
+
+        mlflow.set_tags(dict(tags))
+
+
+def tracking_uri(cfg: DictConfig) -> str:
+    """``$MLFLOW_TRACKING_URI`` when set, else ``tracking.uri`` from the config."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or str(cfg.tracking.uri)
+
+
+def open_tracker(
+    cfg: DictConfig, stage: str, params: Mapping[str, Any], tags: Mapping[str, str], nested: bool = False
+) -> NullTracker:
+    """The tracker a stage logs to: a StageTracker, or a NullTracker when disabled."""
+    if not cfg.tracking.enabled:
+        return NullTracker()
+    uri = tracking_uri(cfg)
+    artifact_root = None if uri.startswith(("http://", "https://", "databricks")) else cfg.tracking.artifact_root
+    return StageTracker(
+        uri=uri,
+        experiment=f"{cfg.tracking.experiment_prefix}/{cfg.dataset.name}",
+        run_name=stage,
+        params=params,
+        tags=tags,
+        artifact_root=artifact_root,
+        timeout_s=float(cfg.tracking.timeout_s),
+        nested=nested,
+    )
+
+
+def check_reachable(uri: str, timeout_s: float) -> None:
+    """Fail fast, before any training, when a tracking server does not answer."""
+    if uri.startswith(("http://", "https://")):
+        health = uri.rstrip("/") + "/health"
+        try:
+            with urllib.request.urlopen(health, timeout=timeout_s) as response:
+                response.read()
+        except (urllib.error.URLError, OSError, TimeoutError) as exc:
+            raise TrackingError(
+                f"MLflow tracking server {uri} is unreachable ({exc}); start it, point "
+                "MLFLOW_TRACKING_URI elsewhere, or run with tracking.enabled=false"
+            ) from exc
+    elif uri.startswith("sqlite:///"):
+        db = Path(uri.removeprefix("sqlite:///"))
+        if not db.parent.exists():
+            raise TrackingError(f"tracking.uri: folder of the SQLite store {db} does not exist")
+    elif not uri.startswith(("file:", "databricks", "postgresql", "mysql", "mssql")):
+        if "://" in uri:
+            raise ConfigError(f"tracking.uri: unsupported MLflow tracking URI {uri!r}")
+
+
+def ensure_experiment(uri: str, name: str, artifact_root: str | Path | None) -> str:
+    """Create the experiment once (artifacts under ``artifact_root`` for embedded stores)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    location = None
+    if artifact_root is not None:
+        location = (Path(artifact_root).resolve() / name.replace("/", "_")).as_uri()
+    try:
+        return client.create_experiment(name, artifact_location=location)
+    except Exception:  # another job created it concurrently (multirun)
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            raise
+        return experiment.experiment_id
+
+
+def flatten_config(cfg: DictConfig | Mapping[str, Any], skip: Iterable[str] = ("hydra",)) -> dict[str, Any]:
+    """``{"model.K": 32, ...}`` from a (resolved) config, for MLflow params."""
+    container = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+    flat: dict[str, Any] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, Mapping):
+            for key, value in node.items():
+                if not prefix and key in skip:
+                    continue
+                walk(value, f"{prefix}.{key}" if prefix else str(key))
+        else:
+            flat[prefix] = node
+
+    walk(container, "")
+    return flat
+
+
+def _log_params(params: Mapping[str, Any]) -> None:
+    import mlflow
+
+    items = [(k, "null" if v is None else str(v)) for k, v in params.items()]
+    for start in range(0, len(items), 100):  # MLflow caps a batch at 100 params
+        mlflow.log_params(dict(items[start : start + 100]))

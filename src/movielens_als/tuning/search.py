@@ -1,0 +1,143 @@
+"""Tune ALS hyper-parameters on a validation set with Optuna's TPE sampler.
+
+The search sees only the train ratings (minus validation) and the validation ratings: the
+test set is not an argument of anything here, so it cannot leak into model selection.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+
+from movielens_als.core.fit import IterationRecord, fit
+from movielens_als.core.model import ALSParams
+from movielens_als.errors import ConfigError
+from movielens_als.sparse import CSR, RatingMatrix, Ratings
+
+FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """Model keys held ``fixed`` and model keys sampled from ``params`` ranges."""
+
+    name: str
+    fixed: Mapping[str, Any]
+    params: Mapping[str, Mapping[str, Any]]
+
+    @classmethod
+    def from_mapping(cls, space: Mapping[str, Any], where: str = "search") -> SearchSpace:
+        known = set(ALSParams.__dataclass_fields__)
+        fixed = dict(space.get("fixed") or {})
+        params = {key: dict(value) for key, value in (space.get("params") or {}).items()}
+        if not params:
+            raise ConfigError(f"{where}.params: the search space samples no parameter")
+        for key in [*fixed, *params]:
+            if key not in known:
+                raise ConfigError(f"{where}: {key!r} is not a model key ({', '.join(sorted(known))})")
+        for key, bounds in params.items():
+            low, high = bounds.get("low"), bounds.get("high")
+            if not isinstance(low, int | float) or not isinstance(high, int | float) or not low < high:
+                raise ConfigError(f"{where}.params.{key}: needs numbers low < high, got {low!r}, {high!r}")
+            if bounds.get("log", False) and low <= 0:
+                raise ConfigError(f"{where}.params.{key}: a log-uniform range needs low > 0, got {low!r}")
+        return cls(str(space.get("name", "search")), fixed, params)
+
+    def suggest(self, trial: optuna.Trial) -> dict[str, float]:
+        return {
+            key: trial.suggest_float(key, float(b["low"]), float(b["high"]), log=bool(b.get("log", False)))
+            for key, b in self.params.items()
+        }
+
+    def fingerprint(self, **settings: Any) -> str:
+        """A short hash of the space and the settings a study's results depend on."""
+        blob = json.dumps(
+            {"fixed": dict(self.fixed), "params": dict(self.params), **settings}, sort_keys=True, default=str
+        )
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+@dataclass
+class TrialOutcome:
+    """One trial as the caller sees it (for tracking): params, per-iteration val RMSE, state."""
+
+    number: int
+    params: dict[str, Any]
+    val_rmse: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+    state: str = "running"
+
+
+def run_study(
+    train: RatingMatrix,
+    val: Ratings,
+    base: ALSParams,
+    space: SearchSpace,
+    *,
+    n_trials: int,
+    seed: int,
+    storage: str,
+    study_name: str,
+    movie_genres: CSR | None = None,
+    pruning: bool = True,
+    pruner_startup_trials: int = 5,
+    pruner_warmup_steps: int = 3,
+    on_trial: Callable[[TrialOutcome], None] | None = None,
+) -> optuna.Study:
+    """Minimise validation RMSE over ``space``; resume the stored study when it exists.
+
+    Trials left running by an interrupted run are marked failed and do not count; finished
+    and pruned ones do, so a rerun only adds the trials still missing.
+    """
+    pruner = (
+        optuna.pruners.MedianPruner(n_startup_trials=pruner_startup_trials, n_warmup_steps=pruner_warmup_steps)
+        if pruning
+        else optuna.pruners.NopPruner()
+    )
+    study = optuna.create_study(
+        storage=storage,
+        study_name=study_name,
+        direction="minimize",
+        sampler=optuna.samplers.TPESampler(seed=seed),
+        pruner=pruner,
+        load_if_exists=True,
+    )
+    for stale in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        study.tell(stale.number, state=optuna.trial.TrialState.FAIL)
+    remaining = n_trials - len(study.get_trials(deepcopy=False, states=FINISHED))
+
+    def objective(trial: optuna.Trial) -> float:
+        outcome = TrialOutcome(trial.number, {**base.to_dict(), **dict(space.fixed), **space.suggest(trial)})
+        params = ALSParams.from_mapping(outcome.params)
+        started = time.perf_counter()
+
+        def report(record: IterationRecord) -> None:
+            value = record.eval_rmse["val"]
+            outcome.val_rmse.append(value)
+            trial.report(value, record.iteration)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"validation RMSE {value:.4f} at iteration {record.iteration}")
+
+        try:
+            fit(train, params, movie_genres=movie_genres, evals={"val": val}, callback=report)
+            outcome.state = "complete"
+        except optuna.TrialPruned:
+            outcome.state = "pruned"
+            raise
+        finally:
+            outcome.seconds = time.perf_counter() - started
+            if outcome.state == "running":
+                outcome.state = "failed"
+            if on_trial is not None:
+                on_trial(outcome)
+        return outcome.val_rmse[-1]
+
+    if remaining > 0:
+        study.optimize(objective, n_trials=remaining, catch=())
+    return study

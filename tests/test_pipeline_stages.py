@@ -1,0 +1,134 @@
+"""Every stage, run through its library ``run(cfg)`` on a tiny synthetic release in tmp_path,
+with the real composed config and MLflow pointed at tmp_path."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from movielens_als.config import compose
+from movielens_als.pipeline.data import run_download, run_index, run_split
+from movielens_als.pipeline.eda import run_eda
+from movielens_als.pipeline.train import run_training
+
+TINY = ["dataset=synthetic", "dataset.synthetic.preset=tiny"]
+FAST_MODEL = ["model.iterations=3", "model.K=4"]
+EDA_FIGURES = {
+    "rating_distribution.pdf",
+    "average_ratings_per_user.pdf",
+    "frequency_vs_degree.pdf",
+    "sparsity_visualization.pdf",
+    "variance_vs_count.pdf",
+    "mean_vs_count.pdf",
+    "variance_vs_mean_rating.pdf",
+}
+TRAIN_METRIC_KEYS = {"train_rmse", "test_rmse", "nll", "iterations", "seconds_per_iteration", "model"}
+
+
+@pytest.fixture
+def tiny_project(tmp_path, project_overrides, monkeypatch):
+    """A tiny synthetic release downloaded, indexed and split into tmp_path."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    overrides = [*TINY, *project_overrides]
+    run_download(compose("download", overrides))
+    run_index(compose("index", overrides))
+    run_split(compose("split", overrides))
+    return tmp_path, overrides
+
+
+def _runs(tmp_path, stage):
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("movielens-als/synthetic")
+    runs = client.search_runs([experiment.experiment_id], filter_string=f"tags.stage = '{stage}'")
+    return client, runs
+
+
+def test_data_stages_write_outputs_and_metrics(tiny_project):
+    tmp_path, _ = tiny_project
+    index = json.loads((tmp_path / "reports/metrics/index.json").read_text())
+    split = json.loads((tmp_path / "reports/metrics/split.json").read_text())
+    for key in ("n_ratings", "n_users", "n_movies", "n_genres", "sparsity"):
+        assert key in index
+    assert split["n_train"] + split["n_test"] + split["n_val"] == index["n_ratings"]
+    assert (tmp_path / "data/raw/synthetic/ratings.csv").is_file()
+    for stage in ("download", "index", "split"):
+        _, runs = _runs(tmp_path, stage)
+        assert len(runs) == 1, stage
+        assert runs[0].data.params["dataset.name"] == "synthetic"
+
+
+def test_eda_stage_writes_every_figure(tiny_project):
+    tmp_path, overrides = tiny_project
+    summary = run_eda(compose("eda", overrides))
+    figures = {p.name for p in (tmp_path / "reports/figures/eda").iterdir()}
+    assert figures == EDA_FIGURES
+    for name in EDA_FIGURES:
+        assert (tmp_path / "reports/figures/eda" / name).read_bytes().startswith(b"%PDF")
+    assert json.loads((tmp_path / "reports/metrics/eda.json").read_text()) == json.loads(json.dumps(summary))
+    client, runs = _runs(tmp_path, "eda")
+    artifacts = {a.path for a in client.list_artifacts(runs[0].info.run_id)}
+    assert "eda.json" in artifacts
+
+
+@pytest.mark.parametrize(
+    ("stage", "figures"),
+    [
+        ("bias", {"bias_only_convergence.pdf"}),
+        ("als", {"all_latent_factors_convergence.pdf"}),
+        ("genre_als", {"genre_integration_convergence.pdf", "genre_embeddings.pdf", "genre_cosine_similarity.pdf"}),
+    ],
+)
+def test_training_stage_outputs_and_mlflow_run(tiny_project, stage, figures):
+    tmp_path, overrides = tiny_project
+    model_overrides = ["model.iterations=3"] if stage == "bias" else FAST_MODEL
+    metrics = run_training(compose(stage, [*overrides, *model_overrides]), stage)
+
+    assert TRAIN_METRIC_KEYS <= set(metrics)
+    assert metrics["iterations"] == 3
+    assert np.isfinite(metrics["test_rmse"]) and metrics["test_rmse"] < 1.5
+    on_disk = json.loads((tmp_path / f"reports/metrics/{stage}.json").read_text())
+    assert on_disk["test_rmse"] == metrics["test_rmse"]
+
+    curve = pd.read_csv(tmp_path / f"reports/curves/{stage}.csv")
+    assert list(curve.columns) == ["iteration", "nll", "train_rmse", "test_rmse", "seconds"]
+    assert curve["iteration"].tolist() == [1, 2, 3]
+    assert (np.diff(curve["nll"]) <= 1e-6 * curve["nll"].abs().max()).all()
+
+    assert {p.name for p in (tmp_path / "reports/figures" / stage).iterdir()} == figures
+    model_dir = tmp_path / "data/models/synthetic" / stage
+    assert {p.name for p in model_dir.iterdir()} == {"model.npz", "model.json"}
+    with np.load(model_dir / "model.npz", allow_pickle=False) as npz:
+        assert npz["user_bias"].ndim == 1
+
+    client, runs = _runs(tmp_path, stage)
+    assert len(runs) == 1
+    run = runs[0]
+    assert run.data.params["model.iterations"] == "3"
+    assert run.data.tags["git_commit"]
+    history = client.get_metric_history(run.info.run_id, "test_rmse")
+    assert [m.step for m in history] == [1, 2, 3]
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert figures | {f"{stage}.json", f"{stage}.csv"} <= artifacts
+    if stage == "genre_als":
+        assert {"closest_pairs", "farthest_pairs"} <= set(metrics["genres"])
+
+
+def test_validation_split_is_scored_every_iteration(tiny_project):
+    tmp_path, overrides = tiny_project
+    run_split(compose("split", [*overrides, "split.val_fraction=0.1"]))
+    metrics = run_training(compose("als", [*overrides, *FAST_MODEL]), "als")
+    curve = pd.read_csv(tmp_path / "reports/curves/als.csv")
+    assert list(curve.columns) == ["iteration", "nll", "train_rmse", "test_rmse", "val_rmse", "seconds"]
+    assert np.isfinite(metrics["val_rmse"])
+
+
+def test_params_yaml_layout_runs_the_same_stage(tiny_project):
+    """DVC runs stages with params.yaml, which nests the model under <stage>.model."""
+    tmp_path, overrides = tiny_project
+    cfg = compose("config", [*overrides, "als.model.K=3", "als.model.iterations=2"])
+    metrics = run_training(cfg, "als")
+    assert metrics["model"]["K"] == 3 and metrics["iterations"] == 2

@@ -1,0 +1,112 @@
+"""A real ``mlflow server`` on 127.0.0.1 over a SQLite store: a stage runs against it through
+MLFLOW_TRACKING_URI, and its REST API serves the run, per-iteration metrics and PDFs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from movielens_als.config import compose
+from movielens_als.pipeline.data import run_download, run_index, run_split
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _get(base: str, path: str, **query: str) -> dict:
+    url = f"{base}{path}?{urllib.parse.urlencode(query)}"
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def _post(base: str, path: str, body: dict) -> dict:
+    request = urllib.request.Request(
+        f"{base}{path}", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    port = _free_port()
+    mlflow = Path(sys.executable).parent / "mlflow"
+    log = open(tmp_path / "server.log", "wb")  # noqa: SIM115 (closed in teardown)
+    server = subprocess.Popen(
+        [
+            str(mlflow), "server",
+            "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+            "--artifacts-destination", str(tmp_path / "server-artifacts"),
+            "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+        ],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/health", timeout=2):
+                    break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"mlflow server did not start:\n{(tmp_path / 'server.log').read_text()}")
+                time.sleep(0.5)
+        yield base
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)  # the server and its workers
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+        log.close()
+
+
+@pytest.mark.slow
+def test_stage_logs_to_a_real_server(tmp_path, project_overrides, mlflow_server, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    overrides = ["dataset=synthetic", "dataset.synthetic.preset=tiny", *project_overrides]
+    offline = [*overrides, "tracking.enabled=false"]
+    run_download(compose("download", offline))
+    run_index(compose("index", offline))
+    run_split(compose("split", offline))
+
+    env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_server}
+    result = subprocess.run(
+        [sys.executable, "-m", "movielens_als.stages.bias", *overrides, "model.iterations=4"],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+
+    experiment = _get(mlflow_server, "/api/2.0/mlflow/experiments/get-by-name", experiment_name="movielens-als/synthetic")
+    runs = _post(mlflow_server, "/api/2.0/mlflow/runs/search", {"experiment_ids": [experiment["experiment"]["experiment_id"]]})["runs"]
+    assert len(runs) == 1
+    run_id = runs[0]["info"]["run_id"]
+    assert runs[0]["info"]["status"] == "FINISHED"
+    params = {p["key"]: p["value"] for p in runs[0]["data"]["params"]}
+    assert params["model.iterations"] == "4" and params["model.K"] == "0"
+
+    history = _get(mlflow_server, "/api/2.0/mlflow/metrics/get-history", run_id=run_id, metric_key="test_rmse")
+    assert [m["step"] for m in history["metrics"]] == [1, 2, 3, 4]
+
+    listed = _get(mlflow_server, "/api/2.0/mlflow/artifacts/list", run_id=run_id)
+    paths = {f["path"] for f in listed["files"]}
+    assert {"bias_only_convergence.pdf", "bias.json", "bias.csv"} <= paths
+    url = f"{mlflow_server}/get-artifact?{urllib.parse.urlencode({'path': 'bias_only_convergence.pdf', 'run_uuid': run_id})}"
+    with urllib.request.urlopen(url, timeout=30) as response:
+        assert response.read(5) == b"%PDF-"
