@@ -39,6 +39,7 @@ def project_overrides(tmp_path: Path) -> list[str]:
     """Hydra overrides that send every output of a stage, and MLflow, into ``tmp_path``."""
     return [
         f"paths.data={tmp_path / 'data'}",
+        f"paths.results={tmp_path / 'data'}",
         f"paths.reports={tmp_path / 'reports'}",
         f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}",
         f"tracking.artifact_root={tmp_path / 'mlartifacts'}",

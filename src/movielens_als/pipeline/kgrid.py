@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,15 +12,19 @@ from movielens_als.atomic import write_json
 from movielens_als.errors import DataError
 from movielens_als.pipeline.common import numeric_metrics, save_figures, stage_run, stage_view
 from movielens_als.pipeline.layout import Layout
-from movielens_als.pipeline.sweep import BEST_PARAMS, tuning_dir
-
-
-def kgrid_file(layout: Layout, K: int) -> Path:
-    return layout.data / "kgrid" / layout.dataset / f"K{K}.json"
+from movielens_als.pipeline.sweep import BEST_PARAMS
 
 
 def load_best_params(layout: Layout, search: str) -> dict[str, Any]:
-    path = tuning_dir(layout, search) / BEST_PARAMS
+    """The sweep's result for one search space, or for ``best``: the space whose best trial
+    has the lowest validation RMSE (a choice made on validation, never on test)."""
+    if search == "best":
+        root = layout.tuning_root
+        found = [json.loads(p.read_text()) for p in sorted(root.glob(f"*/{BEST_PARAMS}"))]
+        if not found:
+            raise DataError(f"{root}: no tuned parameters yet; run the sweep first (dvc repro sweep)")
+        return min(found, key=lambda result: result["val_rmse"])
+    path = layout.tuning_dir(search) / BEST_PARAMS
     if not path.is_file():
         raise DataError(
             f"{path}: no tuned parameters for search space {search!r}; run the sweep first "
@@ -40,13 +43,13 @@ def run_kgrid(cfg: DictConfig) -> dict[str, Any]:
     grid = cfg.kgrid
     Ks = [int(grid.K)] if grid.K is not None else [int(k) for k in grid.Ks]
     layout = Layout.from_config(cfg)
-    best = load_best_params(layout, grid.search)
+    tuned = load_best_params(layout, grid.search)
     split = load_split(layout.split_dir)
     results: dict[str, Any] = {}
     for K in Ks:
-        params = ALSParams.from_mapping({**best, "K": K, "iterations": int(grid.iterations)})
+        params = ALSParams.from_mapping({**tuned["params"], "K": K, "iterations": int(grid.iterations)})
         with stage_run(cfg, "kgrid", ["dataset", "split", "kgrid"]) as tracker:
-            tracker.set_tags({"K": str(K)})
+            tracker.set_tags({"K": str(K), "search": tuned["search"]})
             tracker.log_metrics({"K": K})
 
             def log(record, tracker=tracker) -> None:
@@ -65,9 +68,9 @@ def run_kgrid(cfg: DictConfig) -> dict[str, Any]:
                 "iterations": len(result.history),
                 "params": params.to_dict(),
             }
-            write_json(kgrid_file(layout, K), entry)
+            write_json(layout.kgrid_file(K), entry)
             tracker.log_metrics(numeric_metrics(entry))
-            tracker.log_artifacts([kgrid_file(layout, K)])
+            tracker.log_artifacts([layout.kgrid_file(K)])
         results[str(K)] = entry
     return results
 
@@ -81,7 +84,7 @@ def run_kgrid_report(cfg: DictConfig) -> dict[str, Any]:
     with stage_run(cfg, "kgrid_report", ["dataset", "kgrid"]) as tracker:
         table: dict[str, Any] = {}
         for K in sorted(int(k) for k in cfg.kgrid.Ks):
-            path = kgrid_file(layout, K)
+            path = layout.kgrid_file(K)
             if not path.is_file():
                 raise DataError(f"{path}: no result for K={K}; run the kgrid stage for it first")
             entry = json.loads(path.read_text())
@@ -91,7 +94,7 @@ def run_kgrid_report(cfg: DictConfig) -> dict[str, Any]:
             ks,
             np.array([v["train_rmse"] for v in table.values()]),
             np.array([v["test_rmse"] for v in table.values()]),
-            title=f"RMSE against K — {cfg.dataset.name} ({cfg.kgrid.search} parameters)",
+            title=f"RMSE against K — {cfg.dataset.name} (tuned: {cfg.kgrid.search})",
         )
         figure_paths = save_figures({"rmse_vs_K.pdf": figure}, layout.figures_dir("kgrid"))
         write_json(layout.metrics_file("kgrid"), table)

@@ -1,6 +1,7 @@
 """Where each stage reads and writes, derived from ``paths.*`` and ``dataset.name``.
 
-dvc.yaml spells out the same paths; tests/test_pipeline_dvc.py checks they agree.
+dvc.yaml spells out the same paths for the default config (``paths.data`` = ``paths.results``
+= ``data``, ``paths.reports`` = ``reports``).
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ from omegaconf import DictConfig
 
 @dataclass(frozen=True)
 class Layout:
-    data: Path
-    reports: Path
+    data: Path  # inputs and data products: raw/, index/, split/
+    results: Path  # what training and tuning write: models/, tuning/, kgrid/
+    reports: Path  # metrics/, curves/, figures/
     dataset: str
 
     @classmethod
     def from_config(cls, cfg: DictConfig) -> Layout:
-        return cls(Path(cfg.paths.data), Path(cfg.paths.reports), str(cfg.dataset.name))
+        return cls(Path(cfg.paths.data), Path(cfg.paths.results), Path(cfg.paths.reports), str(cfg.dataset.name))
 
     @property
     def raw_root(self) -> Path:
@@ -38,7 +40,17 @@ class Layout:
         return self.data / "split" / self.dataset
 
     def model_dir(self, stage: str) -> Path:
-        return self.data / "models" / self.dataset / stage
+        return self.results / "models" / self.dataset / stage
+
+    @property
+    def tuning_root(self) -> Path:
+        return self.results / "tuning" / self.dataset
+
+    def tuning_dir(self, space: str) -> Path:
+        return self.tuning_root / space
+
+    def kgrid_file(self, K: int) -> Path:
+        return self.results / "kgrid" / self.dataset / f"K{K}.json"
 
     def metrics_file(self, stage: str) -> Path:
         return self.reports / "metrics" / f"{stage}.json"

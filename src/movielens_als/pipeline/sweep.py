@@ -3,7 +3,6 @@ on train + validation and score them once on test."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,10 +31,6 @@ def sweep_view(cfg: DictConfig) -> DictConfig:
     return cfg
 
 
-def tuning_dir(layout: Layout, space_name: str) -> Path:
-    return layout.data / "tuning" / layout.dataset / space_name
-
-
 def run_sweep(cfg: DictConfig) -> dict[str, Any]:
     import optuna
 
@@ -54,7 +49,7 @@ def run_sweep(cfg: DictConfig) -> dict[str, Any]:
     space = SearchSpace.from_mapping(OmegaConf.to_container(cfg.search, resolve=True))
     base = ALSParams.from_mapping({**OmegaConf.to_container(cfg.model, resolve=True), "iterations": tuning.iterations})
     layout = Layout.from_config(cfg)
-    out_dir = tuning_dir(layout, space.name)
+    out_dir = layout.tuning_dir(space.name)
     metrics_name = f"sweep_{space.name}"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -74,8 +69,7 @@ def run_sweep(cfg: DictConfig) -> dict[str, Any]:
             tags = {"stage": "sweep-trial", "dataset": str(cfg.dataset.name), "state": outcome.state,
                     "trial": str(outcome.number), "search": space.name}
             with open_tracker(cfg, f"trial-{outcome.number}", outcome.params, tags, nested=True) as child:
-                for step, value in enumerate(outcome.val_rmse, start=1):
-                    child.log_metrics({"val_rmse": value}, step=step)
+                child.log_metric_series({"val_rmse": outcome.val_rmse})
                 child.log_metrics({"seconds": outcome.seconds})
 
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -116,7 +110,8 @@ def run_sweep(cfg: DictConfig) -> dict[str, Any]:
             "n_failed": states.count(optuna.trial.TrialState.FAIL),
             "final_iterations": tuning.final_iterations,
         }
-        write_json(out_dir / BEST_PARAMS, best)
+        write_json(out_dir / BEST_PARAMS, {"search": space.name, "val_rmse": float(study.best_value),
+                                           "tuned_keys": [*space.params, *space.fixed], "params": best})
         figures = _tuning_figures(study, space)
         figure_paths = save_figures(figures, layout.figures_dir(metrics_name))
         write_json(layout.metrics_file(metrics_name), metrics)

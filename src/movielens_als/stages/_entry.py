@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import hydra
@@ -23,7 +24,7 @@ def hydra_entry(config_name: str, run: Callable[[DictConfig], dict[str, Any]]) -
 
     def task(cfg: DictConfig) -> None:
         try:
-            run(cfg)
+            run(_isolate_multirun_job(cfg))
         except MovieLensError as exc:
             # One readable line, no traceback: the message already says what and where.
             print(f"error: {config_name}: {exc}", file=sys.stderr)
@@ -33,3 +34,19 @@ def hydra_entry(config_name: str, run: Callable[[DictConfig], dict[str, Any]]) -
         hydra.main(config_path=str(conf_dir()), config_name=config_name, version_base=None)(task)()
 
     return main
+
+
+def _isolate_multirun_job(cfg: DictConfig) -> DictConfig:
+    """A multirun job writes results and reports into its own job folder, so jobs neither
+    overwrite each other nor the DVC pipeline's outputs; inputs still come from paths.data."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+    from omegaconf import open_dict
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return cfg
+    job_dir = Path(HydraConfig.get().runtime.output_dir)
+    with open_dict(cfg):
+        cfg.paths.results = str(job_dir / "data")
+        cfg.paths.reports = str(job_dir / "reports")
+    return cfg

@@ -7,9 +7,10 @@ the stage at once with one clear message instead of crashing after training.
 from __future__ import annotations
 
 import os
+import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,9 @@ class NullTracker:
         return None
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        return None
+
+    def log_metric_series(self, series: Mapping[str, Sequence[float]], first_step: int = 1) -> None:
         return None
 
     def log_artifacts(self, paths: Iterable[str | Path]) -> None:
@@ -92,6 +96,19 @@ class StageTracker(NullTracker):
         finite = {k: float(v) for k, v in metrics.items() if v is not None}
         mlflow.log_metrics(finite, step=step)
 
+    def log_metric_series(self, series: Mapping[str, Sequence[float]], first_step: int = 1) -> None:
+        """Log whole per-step series in one request (one store commit, not one per step)."""
+        import mlflow
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        metrics = [
+            Metric(key, float(value), now, step)
+            for key, values in series.items()
+            for step, value in enumerate(values, start=first_step)
+        ]
+        mlflow.tracking.MlflowClient(self.uri).log_batch(self.run_id, metrics=metrics)
+
     def log_artifacts(self, paths: Iterable[str | Path]) -> None:
         import mlflow
 
@@ -120,17 +137,33 @@ def open_tracker(
     if not cfg.tracking.enabled:
         return NullTracker()
     uri = tracking_uri(cfg)
-    artifact_root = None if uri.startswith(("http://", "https://", "databricks")) else cfg.tracking.artifact_root
     return StageTracker(
         uri=uri,
-        experiment=f"{cfg.tracking.experiment_prefix}/{cfg.dataset.name}",
+        experiment=experiment_name(cfg),
         run_name=stage,
         params=params,
         tags=tags,
-        artifact_root=artifact_root,
+        artifact_root=_artifact_root(uri, cfg),
         timeout_s=float(cfg.tracking.timeout_s),
         nested=nested,
     )
+
+
+def prepare_store(cfg: DictConfig) -> str:
+    """Check the store answers and create the dataset's experiment; returns its id."""
+    uri = tracking_uri(cfg)
+    check_reachable(uri, float(cfg.tracking.timeout_s))
+    return ensure_experiment(uri, experiment_name(cfg), _artifact_root(uri, cfg))
+
+
+def experiment_name(cfg: DictConfig) -> str:
+    """One experiment per dataset, so the UI compares runs on the same data."""
+    return f"{cfg.tracking.experiment_prefix}/{cfg.dataset.name}"
+
+
+def _artifact_root(uri: str, cfg: DictConfig) -> str | None:
+    """Embedded stores keep artifacts under ``tracking.artifact_root``; servers decide."""
+    return None if uri.startswith(("http://", "https://", "databricks")) else str(cfg.tracking.artifact_root)
 
 
 def check_reachable(uri: str, timeout_s: float) -> None:

@@ -1,0 +1,166 @@
+"""The sweep, the K grid and Hydra multirun on a tiny synthetic release."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+
+import movielens_als.tuning.search as search_module
+from movielens_als.config import compose
+from movielens_als.data.index import load_index
+from movielens_als.data.split import split_ratings
+from movielens_als.errors import ConfigError
+from movielens_als.pipeline.data import run_download, run_index, run_split
+from movielens_als.pipeline.kgrid import run_kgrid, run_kgrid_report
+from movielens_als.pipeline.sweep import run_sweep
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+TINY = ["dataset=synthetic", "dataset.synthetic.preset=tiny"]
+SMALL_SWEEP = ["tuning.iterations=3", "tuning.final_iterations=3", "model.K=4", "search.fixed.K=4"]
+
+
+@pytest.fixture
+def tiny(tmp_path, project_overrides, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    overrides = [*TINY, *project_overrides]
+    run_download(compose("download", overrides))
+    run_index(compose("index", overrides))
+    run_split(compose("split", overrides))
+    return tmp_path, overrides
+
+
+def _study(tmp_path, space="notebook"):
+    storage = f"sqlite:///{tmp_path / 'data/tuning/synthetic' / space / 'optuna.db'}"
+    (name,) = optuna.get_all_study_names(storage)
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def _pairs(matrix):
+    ratings = matrix.to_ratings()
+    return set(zip(ratings.user.tolist(), ratings.item.tolist(), strict=True))
+
+
+def test_sweep_never_sees_test_and_writes_outputs(tiny, monkeypatch):
+    tmp_path, overrides = tiny
+    cfg = compose("sweep", [*overrides, *SMALL_SWEEP, "tuning.n_trials=4"])
+    data = load_index(tmp_path / "data/index/synthetic")
+    split, _ = split_ratings(data, val_fraction=cfg.tuning.val_fraction, seed=cfg.split.seed)
+    test_pairs = _pairs(split.test)
+
+    calls = []
+    real_fit = search_module.fit
+
+    def spy(train, params, **kwargs):
+        calls.append((set(kwargs["evals"]), _pairs(train), kwargs["evals"]["val"]))
+        return real_fit(train, params, **kwargs)
+
+    monkeypatch.setattr(search_module, "fit", spy)
+    metrics = run_sweep(cfg)
+
+    assert len(calls) == 4
+    for eval_names, train_pairs, val in calls:
+        assert eval_names == {"val"}
+        assert not train_pairs & test_pairs
+        assert not set(zip(val.user.tolist(), val.item.tolist(), strict=True)) & test_pairs
+
+    assert {"best_params", "best_val_rmse", "test_rmse", "n_trials", "n_pruned"} <= set(metrics)
+    assert metrics["n_trials"] == 4 and np.isfinite(metrics["test_rmse"])
+    on_disk = json.loads((tmp_path / "reports/metrics/sweep_notebook.json").read_text())
+    assert on_disk["best_params"] == metrics["best_params"]
+    best = json.loads((tmp_path / "data/tuning/synthetic/notebook/best_params.json").read_text())
+    assert best["params"]["lam"] == metrics["best_params"]["lam"]
+    figures = {p.name for p in (tmp_path / "reports/figures/sweep_notebook").iterdir()}
+    assert figures == {"optimization_history.pdf", "param_importances.pdf"}
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("movielens-als/synthetic")
+    runs = client.search_runs([experiment.experiment_id])
+    (parent,) = [r for r in runs if r.data.tags["stage"] == "sweep"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(children) == 4
+    for child in children:
+        assert {"lam", "tau", "gamma"} <= set(child.data.params)
+        history = client.get_metric_history(child.info.run_id, "val_rmse")
+        assert [m.step for m in history] == list(range(1, len(history) + 1)) and history
+
+
+def test_interrupted_sweep_resumes_without_repeating_trials(tiny, monkeypatch):
+    tmp_path, overrides = tiny
+    cfg = compose("sweep", [*overrides, *SMALL_SWEEP, "tuning.n_trials=4", "tuning.pruning=false"])
+    real_fit = search_module.fit
+    calls = []
+
+    def interrupted(train, params, **kwargs):
+        calls.append(params)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # the user stops the sweep during its third trial
+        return real_fit(train, params, **kwargs)
+
+    monkeypatch.setattr(search_module, "fit", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(cfg)
+    before = _study(tmp_path).get_trials()
+    done = [t for t in before if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(done) == 2
+
+    calls.clear()
+    monkeypatch.setattr(search_module, "fit", lambda *a, **k: (calls.append(a[1]), real_fit(*a, **k))[1])
+    metrics = run_sweep(cfg)
+    assert len(calls) == 2  # only the two missing trials ran
+    after = _study(tmp_path).get_trials()
+    assert [t.params for t in after[:2]] == [t.params for t in done]
+    assert sum(t.state == optuna.trial.TrialState.COMPLETE for t in after) == 4
+    assert metrics["n_trials"] == 4
+
+
+def test_sweep_refuses_to_tune_without_validation(tiny):
+    _, overrides = tiny
+    with pytest.raises(ConfigError, match="tuning.val_fraction"):
+        run_sweep(compose("sweep", [*overrides, *SMALL_SWEEP, "tuning.val_fraction=0"]))
+
+
+def test_kgrid_writes_one_result_per_k_and_a_report(tiny):
+    tmp_path, overrides = tiny
+    run_sweep(compose("sweep", [*overrides, *SMALL_SWEEP, "tuning.n_trials=2"]))
+    grid = [*overrides, "kgrid.Ks=[2,3]", "kgrid.iterations=2"]
+    results = run_kgrid(compose("kgrid", grid))
+    assert set(results) == {"2", "3"}
+    for K in (2, 3):
+        entry = json.loads((tmp_path / f"data/kgrid/synthetic/K{K}.json").read_text())
+        assert entry["K"] == K and entry["params"]["K"] == K
+    run_kgrid(compose("kgrid", [*grid, "kgrid.K=3"]))  # one K alone, as DVC runs it
+    table = run_kgrid_report(compose("kgrid", grid))
+    assert set(table) == {"2", "3"}
+    assert set(table["2"]) == {"train_rmse", "test_rmse", "seconds_per_iteration"}
+    assert (tmp_path / "reports/figures/kgrid/rmse_vs_K.pdf").read_bytes().startswith(b"%PDF")
+
+
+@pytest.mark.slow
+def test_multirun_creates_one_mlflow_run_per_job(tiny):
+    tmp_path, overrides = tiny
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    result = subprocess.run(
+        [sys.executable, "-m", "movielens_als.stages.als", "-m", "model.K=2,3", "model.iterations=2",
+         *overrides, f"hydra.sweep.dir={tmp_path / 'multirun'}"],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("movielens-als/synthetic")
+    runs = client.search_runs([experiment.experiment_id], filter_string="tags.stage = 'als'")
+    assert sorted(r.data.params["model.K"] for r in runs) == ["2", "3"]
+    # each job wrote into its own folder, never over the pipeline's outputs
+    assert not (tmp_path / "reports/metrics/als.json").exists()
+    assert not (tmp_path / "data/models/synthetic/als").exists()
+    for job in ("0", "1"):
+        assert (tmp_path / "multirun" / job / "reports/metrics/als.json").is_file()
+        assert (tmp_path / "multirun" / job / "data/models/synthetic/als/model.npz").is_file()
+    assert not (REPO_ROOT / "multirun").exists()
