@@ -128,7 +128,7 @@ def test_validation_split_is_scored_every_iteration(tiny_project):
 
 def test_params_yaml_layout_runs_the_same_stage(tiny_project):
     """DVC runs stages with params.yaml, which nests the model under <stage>.model."""
-    tmp_path, overrides = tiny_project
+    _, overrides = tiny_project
     cfg = compose("config", [*overrides, "als.model.K=3", "als.model.iterations=2"])
     metrics = run_training(cfg, "als")
     assert metrics["model"]["K"] == 3 and metrics["iterations"] == 2

@@ -123,7 +123,7 @@ def test_interrupted_sweep_resumes_without_repeating_trials(tiny, monkeypatch):
 
 def test_sweep_refuses_to_tune_without_validation(tiny):
     _, overrides = tiny
-    with pytest.raises(ConfigError, match="tuning.val_fraction"):
+    with pytest.raises(ConfigError, match=r"tuning\.val_fraction"):
         run_sweep(compose("sweep", [*overrides, *SMALL_SWEEP, "tuning.val_fraction=0"]))
 
 

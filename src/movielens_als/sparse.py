@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
 INDEX_DTYPE = np.int32
 INDPTR_DTYPE = np.int64
@@ -71,18 +72,19 @@ class CSR:
 
     @classmethod
     def from_coo(cls, rows, cols, vals, n_rows: int, n_cols: int) -> CSR:
-        """Build from triplets; within a row, entries keep their input order (stable sort)."""
-        rows = np.asarray(rows)
-        order = np.argsort(rows, kind="stable")
-        counts = np.bincount(rows, minlength=n_rows)
-        indptr = np.zeros(n_rows + 1, dtype=INDPTR_DTYPE)
-        np.cumsum(counts, out=indptr[1:])
-        return cls(
+        """Build from triplets; within a row, entries keep their input order.
+
+        A counting sort, O(n + n_rows): at 32 M ratings a stable argsort takes seconds.
+        """
+        rows = np.ascontiguousarray(rows)
+        indptr = row_pointers(rows, int(n_rows))
+        indices, data = scatter_by_row(
+            rows,
+            np.ascontiguousarray(cols, dtype=INDEX_DTYPE),
+            np.ascontiguousarray(vals, dtype=RATING_DTYPE),
             indptr,
-            np.ascontiguousarray(np.asarray(cols)[order], dtype=INDEX_DTYPE),
-            np.ascontiguousarray(np.asarray(vals)[order], dtype=RATING_DTYPE),
-            int(n_cols),
         )
+        return cls(indptr, indices, data, int(n_cols))
 
     def to_coo(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         rows = np.repeat(np.arange(self.n_rows, dtype=INDEX_DTYPE), self.row_counts())
@@ -121,3 +123,46 @@ class RatingMatrix:
     def to_ratings(self) -> Ratings:
         rows, cols, vals = self.by_user.to_coo()
         return Ratings(rows, cols, vals)
+
+
+# Grouping by row as a counting sort; pure kernels, also used by the data layer.
+
+
+@njit(cache=True)
+def row_pointers(rows: np.ndarray, n_rows: int) -> np.ndarray:
+    """``indptr`` of length ``n_rows + 1``: row ``r`` owns ``indptr[r]:indptr[r+1]``."""
+    indptr = np.zeros(n_rows + 1, dtype=np.int64)
+    for r in rows:
+        indptr[r + 1] += 1
+    for r in range(n_rows):
+        indptr[r + 1] += indptr[r]
+    return indptr
+
+
+@njit(cache=True)
+def stable_row_order(rows: np.ndarray, indptr: np.ndarray) -> np.ndarray:
+    """Permutation listing the positions of row 0, then row 1, …, each in input order."""
+    next_slot = indptr[:-1].copy()
+    order = np.empty(len(rows), dtype=np.int64)
+    for position in range(len(rows)):
+        r = rows[position]
+        order[next_slot[r]] = position
+        next_slot[r] += 1
+    return order
+
+
+@njit(cache=True)
+def scatter_by_row(
+    rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, indptr: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """CSR ``indices`` and ``data`` of the triplets, entries of a row in input order."""
+    next_slot = indptr[:-1].copy()
+    indices = np.empty(len(rows), dtype=np.int32)
+    data = np.empty(len(rows), dtype=np.float32)
+    for position in range(len(rows)):
+        r = rows[position]
+        slot = next_slot[r]
+        indices[slot] = cols[position]
+        data[slot] = vals[position]
+        next_slot[r] = slot + 1
+    return indices, data
