@@ -19,3 +19,7 @@ class ConfigError(MovieLensError):
 
 class NumericalError(MovieLensError):
     """A solve failed even after regularisation jitter (e.g. tau = 0 with collinear factors)."""
+
+
+class UsageError(MovieLensError):
+    """A request cannot be served as given: unknown or ambiguous movie, off-scale rating."""
