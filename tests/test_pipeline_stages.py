@@ -132,3 +132,25 @@ def test_params_yaml_layout_runs_the_same_stage(tiny_project):
     cfg = compose("config", [*overrides, "als.model.K=3", "als.model.iterations=2"])
     metrics = run_training(cfg, "als")
     assert metrics["model"]["K"] == 3 and metrics["iterations"] == 2
+
+
+def test_analysis_and_ranking_stages(tiny_project):
+    from movielens_als.pipeline.use import run_analysis, run_ranking
+
+    tmp_path, overrides = tiny_project
+    for stage in ("als", "genre_als"):
+        run_training(compose(stage, [*overrides, *FAST_MODEL]), stage)
+    summary = run_analysis(compose("analysis", [*overrides, "analysis.min_ratings=2"]))
+    assert summary["model"] == "als"
+    figures = {p.name for p in (tmp_path / "reports/figures/analysis").iterdir()}
+    assert "variance_vs_norm_by_tier.pdf" in figures and len(figures) == 5
+    assert json.loads((tmp_path / "reports/metrics/analysis.json").read_text())["model"] == "als"
+
+    table = run_ranking(compose("ranking", [*overrides, "ranking.ks=[5,10]"]))
+    assert set(table) == {"als", "genre_als", "popularity"}
+    for row in table.values():
+        assert {"ndcg@5", "ndcg@10", "recall@10", "mrr@10", "hit_rate@10", "coverage@10"} <= set(row)
+        assert 0 <= row["ndcg@10"] <= 1
+    assert json.loads((tmp_path / "reports/metrics/ranking.json").read_text()) == json.loads(json.dumps(table))
+    client, runs = _runs(tmp_path, "ranking")
+    assert "als.ndcg_at_10" in runs[0].data.metrics

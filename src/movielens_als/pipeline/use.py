@@ -1,0 +1,76 @@
+"""The stages that use trained models: the notebook's factor analyses and ranking metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from movielens_als.atomic import write_json
+from movielens_als.pipeline.common import save_figures, stage_run
+from movielens_als.pipeline.layout import Layout
+
+
+def run_analysis(cfg: DictConfig) -> dict[str, Any]:
+    """Factor norms, rating variance and their correlations, overall and per count tier."""
+    from movielens_als.analysis.factors import factor_analysis, factor_summary
+    from movielens_als.core.model import load_model
+    from movielens_als.data.index import load_index
+    from movielens_als.data.split import load_split
+    from movielens_als.figures.factors import factor_figures
+
+    layout = Layout.from_config(cfg)
+    options = cfg.analysis
+    with stage_run(cfg, "analysis", ["dataset", "analysis"]) as tracker:
+        model = load_model(layout.model_dir(options.model) / "model")
+        index = load_index(layout.index_dir)
+        split = load_split(layout.split_dir)
+        pca_ids = OmegaConf.to_container(options.pca_movie_ids) if options.pca_movie_ids is not None else None
+        analysis = factor_analysis(
+            model.item_factors,
+            model.item_bias,
+            split.train.by_item,
+            index.titles,
+            index.movie_ids,
+            min_ratings=options.min_ratings,
+            top_n=options.top_n,
+            tier_edges=list(options.tier_edges),
+            n_histograms=options.n_histograms,
+            rating_scale=index.rating_scale,
+            pca_movie_ids=pca_ids,
+        )
+        summary = {"model": options.model, **factor_summary(analysis)}
+        figure_paths = save_figures(factor_figures(analysis), layout.figures_dir("analysis"))
+        write_json(layout.metrics_file("analysis"), summary)
+        overall = summary.get("variance_vs_norm", {})
+        tracker.log_metrics({f"variance_vs_norm_{k}": v for k, v in overall.items() if isinstance(v, int | float)})
+        tracker.log_artifacts([layout.metrics_file("analysis"), *figure_paths])
+    return summary
+
+
+def run_ranking(cfg: DictConfig) -> dict[str, Any]:
+    """Top-K metrics of each trained model next to the popularity baseline."""
+    from movielens_als.core.model import load_model
+    from movielens_als.data.split import load_split
+    from movielens_als.evaluation.ranking import FactorScorer, ranking_table
+
+    layout = Layout.from_config(cfg)
+    options = cfg.ranking
+    with stage_run(cfg, "ranking", ["dataset", "ranking"]) as tracker:
+        split = load_split(layout.split_dir)
+        scorers = {}
+        for stage in options.models:
+            model = load_model(layout.model_dir(stage) / "model")
+            scorers[stage] = FactorScorer(model.user_factors, model.item_factors, model.item_bias)
+        table = ranking_table(
+            scorers,
+            split.train.by_user,
+            split.test.to_ratings(),
+            ks=list(options.ks),
+            threshold=float(options.threshold),
+        )
+        write_json(layout.metrics_file("ranking"), table)
+        for name, row in table.items():
+            tracker.log_metrics({f"{name}.{metric.replace('@', '_at_')}": value for metric, value in row.items()})
+        tracker.log_artifacts([layout.metrics_file("ranking")])
+    return table
