@@ -147,10 +147,14 @@ def test_analysis_and_ranking_stages(tiny_project):
     assert json.loads((tmp_path / "reports/metrics/analysis.json").read_text())["model"] == "als"
 
     table = run_ranking(compose("ranking", [*overrides, "ranking.ks=[5,10]"]))
-    assert set(table) == {"als", "genre_als", "popularity"}
+    assert set(table) == {"als", "genre_als", "als+prior", "genre_als+prior", "popularity", "popularity_prior"}
+    priors = table.pop("popularity_prior")
+    for stage in ("als", "genre_als"):
+        chosen = priors[stage]
+        assert chosen["val_ndcg@10"][f"{chosen['weight']:g}"] == max(chosen["val_ndcg@10"].values())
     for row in table.values():
         assert {"ndcg@5", "ndcg@10", "recall@10", "mrr@10", "hit_rate@10", "coverage@10"} <= set(row)
         assert 0 <= row["ndcg@10"] <= 1
-    assert json.loads((tmp_path / "reports/metrics/ranking.json").read_text()) == json.loads(json.dumps(table))
-    client, runs = _runs(tmp_path, "ranking")
-    assert "als.ndcg_at_10" in runs[0].data.metrics
+    assert set(json.loads((tmp_path / "reports/metrics/ranking.json").read_text())) == {*table, "popularity_prior"}
+    _, runs = _runs(tmp_path, "ranking")
+    assert {"als.ndcg_at_10", "als_prior.ndcg_at_10"} <= set(runs[0].data.metrics)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -49,28 +50,66 @@ def run_analysis(cfg: DictConfig) -> dict[str, Any]:
 
 
 def run_ranking(cfg: DictConfig) -> dict[str, Any]:
-    """Top-K metrics of each trained model next to the popularity baseline."""
+    """Top-K metrics of each trained model, of each with a validation-weighted popularity
+    prior, and of the popularity baseline, in one table."""
     from movielens_als.core.model import load_model
-    from movielens_als.data.split import load_split
+    from movielens_als.data.index import load_index
+    from movielens_als.data.split import load_split, split_ratings
+    from movielens_als.evaluation.prior import (
+        choose_prior_weight,
+        popularity_log_counts,
+        prior_scorer,
+    )
     from movielens_als.evaluation.ranking import FactorScorer, ranking_table
 
     layout = Layout.from_config(cfg)
     options = cfg.ranking
-    with stage_run(cfg, "ranking", ["dataset", "ranking"]) as tracker:
+    ks = sorted(int(k) for k in options.ks)
+    with stage_run(cfg, "ranking", ["dataset", "split", "ranking"]) as tracker:
         split = load_split(layout.split_dir)
-        scorers = {}
+        log_counts = popularity_log_counts(split.train.by_user)
+        tuning_split = index = None
+        if options.prior_weights:
+            index = load_index(layout.index_dir)
+            tuning_split, _ = split_ratings(
+                index,
+                method=cfg.split.method,
+                train_fraction=cfg.split.train_fraction,
+                val_fraction=options.val_fraction,
+                seed=cfg.split.seed,
+                n_test_per_user=cfg.split.n_test_per_user,
+            )
+        scorers: dict[str, Any] = {}
+        priors: dict[str, Any] = {}
         for stage in options.models:
             model = load_model(layout.model_dir(stage) / "model")
             scorers[stage] = FactorScorer(model.user_factors, model.item_factors, model.item_bias)
-        table = ranking_table(
-            scorers,
-            split.train.by_user,
-            split.test.to_ratings(),
-            ks=list(options.ks),
-            threshold=float(options.threshold),
+            if tuning_split is not None:
+                weight, validation = choose_prior_weight(
+                    model,
+                    tuning_split.train,
+                    tuning_split.val.to_ratings(),
+                    list(options.prior_weights),
+                    k=ks[-1],
+                    threshold=float(options.threshold),
+                    movie_genres=index.movie_genres if model.genre_factors is not None else None,
+                )
+                scorers[f"{stage}+prior"] = prior_scorer(model, log_counts, weight)
+                priors[stage] = {"weight": weight, f"val_ndcg@{ks[-1]}": validation}
+        table: dict[str, Any] = ranking_table(
+            scorers, split.train.by_user, split.test.to_ratings(), ks=ks, threshold=float(options.threshold)
         )
+        if priors:
+            table["popularity_prior"] = priors
         write_json(layout.metrics_file("ranking"), table)
         for name, row in table.items():
-            tracker.log_metrics({f"{name}.{metric.replace('@', '_at_')}": value for metric, value in row.items()})
+            tracker.log_metrics(
+                {_metric_key(f"{name}.{metric}"): value for metric, value in row.items() if isinstance(value, int | float)}
+            )
         tracker.log_artifacts([layout.metrics_file("ranking")])
     return table
+
+
+def _metric_key(name: str) -> str:
+    """An MLflow-safe metric name: ``als+prior.ndcg@10`` → ``als_prior.ndcg_at_10``."""
+    return re.sub(r"[^\w\-. :/]", "_", name.replace("@", "_at_"))
