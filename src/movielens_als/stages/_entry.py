@@ -19,15 +19,18 @@ log = logging.getLogger("movielens_als")
 ERROR_EXIT_CODE = 2
 
 
-def hydra_entry(config_name: str, run: Callable[[DictConfig], dict[str, Any]]) -> Callable[[], None]:
+def hydra_entry(
+    config_name: str, run: Callable[[DictConfig], dict[str, Any]], stage: str | None = None
+) -> Callable[[], None]:
     """A ``main()`` for ``python -m``: user errors print one line and exit with status 2."""
+    stage = stage or config_name
 
     def task(cfg: DictConfig) -> None:
         try:
             run(_isolate_multirun_job(cfg))
         except MovieLensError as exc:
             # One readable line, no traceback: the message already says what and where.
-            print(f"error: {config_name}: {exc}", file=sys.stderr)
+            print(f"error: {stage}: {exc}", file=sys.stderr)
             sys.exit(ERROR_EXIT_CODE)
 
     def main() -> None:

@@ -3,7 +3,7 @@
 from movielens_als.pipeline.kgrid import run_kgrid_report as run
 from movielens_als.stages._entry import hydra_entry
 
-main = hydra_entry("kgrid", run)
+main = hydra_entry("kgrid", run, stage="kgrid_report")
 
 if __name__ == "__main__":
     main()
