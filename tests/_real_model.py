@@ -1,7 +1,7 @@
-"""One ALS model fitted on the real ml-latest-small, shared by the "using the model" tests.
+"""The real ml-latest-small through the data layer (the notebook's split), and one ALS model
+fitted on it with the shipped defaults, shared by the slow real-data tests.
 
-Fitted once per test session (about 3 s) through the data layer and the core with the
-shipped ``als`` defaults on the notebook's random 90/10 split.
+Both are built once per test session (a few seconds).
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from movielens_als.core import DEFAULTS, ALSParams, FactorModel, fit
+from movielens_als.config import compose
+from movielens_als.core import ALSParams, FactorModel, fit
 from movielens_als.data.download import fetch_release
 from movielens_als.data.index import IndexedData, build_index
 from movielens_als.data.parse import read_movies, read_ratings
@@ -26,12 +27,24 @@ class RealModel:
     model: FactorModel
 
 
+def shipped_params(stage: str, **overrides) -> ALSParams:
+    """The model a stage ships with: ``conf/model/<stage>.yaml`` as Hydra composes it."""
+    values = {**compose(stage).model, **overrides}
+    return ALSParams.from_mapping(values)
+
+
 @functools.cache
-def real_model(mirror: Path) -> RealModel:
+def real_split(mirror: Path) -> tuple[IndexedData, Split]:
+    """The indexed archive and the notebook's split (file order, RandomState(42) < 0.9)."""
     release = get_release("ml-latest-small")
     with tempfile.TemporaryDirectory() as raw:
         folder = fetch_release(release.name, raw, mirror=mirror, progress=False)
         data, _ = build_index(read_ratings(release, folder), read_movies(release, folder), release)
     split, _ = split_ratings(data, method="random", train_fraction=0.9, seed=42)
-    model = fit(split.train, ALSParams(**DEFAULTS["als"])).model
-    return RealModel(data, split, model)
+    return data, split
+
+
+@functools.cache
+def real_model(mirror: Path) -> RealModel:
+    data, split = real_split(mirror)
+    return RealModel(data, split, fit(split.train, shipped_params("als")).model)

@@ -32,8 +32,9 @@ TINY = [
     "sweep.spaces.count.fixed.K=4",
     "kgrid.Ks=[2,4]",
     "kgrid.iterations=2",
+    "analysis.min_ratings=2",
 ]
-TUNING_STAGES = ["sweep@notebook", "sweep@count", "kgrid@2", "kgrid@4", "kgrid_report"]
+TUNING_STAGES = ["analysis", "ranking", "sweep@notebook", "sweep@count", "kgrid@2", "kgrid@4", "kgrid_report", "tuned@als", "tuned@genre_als"]
 
 
 def _run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
@@ -66,8 +67,13 @@ def test_every_stage_declares_existing_code_and_its_params():
     pipeline = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"]
     assert list(pipeline)[: len(STAGES)] == STAGES
     for name, stage in pipeline.items():
+        items = stage.get("foreach", [None]) if isinstance(stage.get("foreach"), list) else [None]
         stage = stage.get("do", stage)  # foreach stages
-        assert stage["cmd"].startswith(f"python -m movielens_als.stages.{name} ")
+        module = stage["cmd"].split()[2]
+        for item in items:
+            resolved = module.replace("${item}", str(item))
+            assert resolved.startswith("movielens_als.stages."), name
+            assert (REPO_ROOT / "src" / (resolved.replace(".", "/") + ".py")).is_file(), resolved
         for dep in stage.get("deps", []):
             if dep.startswith("src/"):
                 assert (REPO_ROOT / dep).exists(), f"{name}: {dep} does not exist"
@@ -85,7 +91,8 @@ def test_repro_runs_all_then_nothing_then_only_what_changed(project):
     _write_params(project, [*TINY, "als.model.K=3"])
     changed = _run(["dvc", "repro"], project)
     ran = {stage for stage in STAGES + TUNING_STAGES if f"Running stage '{stage}'" in changed.stdout}
-    assert ran == {"als"}
+    # als itself, the stages that use its model, and its tuned twin, which reads als.model
+    assert ran == {"als", "analysis", "ranking", "tuned@als"}
     assert json.loads((project / "reports/metrics/als.json").read_text())["model"]["K"] == 3
 
 

@@ -164,3 +164,17 @@ def test_multirun_creates_one_mlflow_run_per_job(tiny):
         assert (tmp_path / "multirun" / job / "reports/metrics/als.json").is_file()
         assert (tmp_path / "multirun" / job / "data/models/synthetic/als/model.npz").is_file()
     assert not (REPO_ROOT / "multirun").exists()
+
+
+def test_training_with_tuned_parameters_writes_its_own_outputs(tiny):
+    from movielens_als.pipeline.train import run_training
+
+    tmp_path, overrides = tiny
+    sweep = run_sweep(compose("sweep", [*overrides, *SMALL_SWEEP, "tuning.n_trials=2"]))
+    metrics = run_training(compose("als", [*overrides, "model.iterations=2", "tuned=best"]), "als")
+    for key, value in sweep["best_params"].items():
+        assert metrics["model"][key] == value
+    assert metrics["tuned"]["search"] == "notebook"
+    assert (tmp_path / "data/models/synthetic/als_tuned/model.npz").is_file()
+    assert (tmp_path / "reports/metrics/als_tuned.json").is_file()
+    assert not (tmp_path / "reports/metrics/als.json").exists()

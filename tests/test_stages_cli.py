@@ -22,7 +22,7 @@ def _stage(name: str, *overrides: str, env: dict[str, str] | None = None) -> sub
 def test_negative_regulariser_is_one_clear_error(tmp_path, project_overrides):
     result = _stage("als", "model.tau=-0.5", *project_overrides)
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1] == "error: als: model.tau: must be a number ≥ 0, got -0.5"
+    assert result.stderr.strip().splitlines()[-1] == "error: als: model.tau must be a finite number ≥ 0, got -0.5"
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "reports").exists()
 

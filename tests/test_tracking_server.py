@@ -46,7 +46,7 @@ def _post(base: str, path: str, body: dict) -> dict:
 def mlflow_server(tmp_path):
     port = _free_port()
     mlflow = Path(sys.executable).parent / "mlflow"
-    log = open(tmp_path / "server.log", "wb")  # noqa: SIM115 (closed in teardown)
+    log = open(tmp_path / "server.log", "wb")
     server = subprocess.Popen(
         [
             str(mlflow), "server",

@@ -9,9 +9,6 @@ from omegaconf import DictConfig
 from movielens_als.errors import ConfigError
 
 MODEL_STAGES = ("bias", "als", "genre_als")
-REG_SCALINGS = ("constant", "count")
-GENRE_UPDATES = ("exact", "notebook")
-INITS = ("normal", "zeros")
 SPLIT_METHODS = ("random", "temporal")
 
 
@@ -32,29 +29,22 @@ def validate(cfg: DictConfig, stage: str | None = None) -> None:
 
 
 def validate_model(model: Any, *, prefix: str = "model", stage: str | None = None) -> None:
-    K = _get(model, "K", prefix)
-    if not _is_int(K) or K < 0:
-        raise ConfigError(f"{prefix}.K: must be an integer ≥ 0, got {K!r}")
-    if stage == "bias" and K != 0:
-        raise ConfigError(f"{prefix}.K: the bias stage fits biases only and needs K = 0, got {K!r}")
-    if stage in ("als", "genre_als") and K < 1:
-        raise ConfigError(f"{prefix}.K: must be ≥ 1 for {stage}, got {K!r}")
-    for key in ("lam", "tau", "gamma", "eta"):
-        value = _get(model, key, prefix)
-        if not _is_number(value) or value < 0 or value != value:
-            raise ConfigError(f"{prefix}.{key}: must be a number ≥ 0, got {value!r}")
-    if _get(model, "lam", prefix) == 0:
+    """The model section: the core's own parameter checks, plus what each stage needs."""
+    from omegaconf import OmegaConf
+
+    from movielens_als.core.model import ALSParams
+
+    values = OmegaConf.to_container(model, resolve=True) if isinstance(model, DictConfig) else dict(model)
+    try:
+        params = ALSParams.from_mapping(values)
+    except ConfigError as exc:
+        raise ConfigError(str(exc).replace("model.", f"{prefix}.", 1)) from None
+    if stage == "bias" and params.K != 0:
+        raise ConfigError(f"{prefix}.K: the bias stage fits biases only and needs K = 0, got {params.K}")
+    if stage in ("als", "genre_als") and params.K < 1:
+        raise ConfigError(f"{prefix}.K: must be ≥ 1 for {stage}, got {params.K}")
+    if params.lam == 0:
         raise ConfigError(f"{prefix}.lam: the noise precision λ must be > 0 (0 ignores every rating)")
-    iterations = _get(model, "iterations", prefix)
-    if not _is_int(iterations) or iterations < 1:
-        raise ConfigError(f"{prefix}.iterations: must be an integer ≥ 1, got {iterations!r}")
-    if not _is_int(_get(model, "seed", prefix)):
-        raise ConfigError(f"{prefix}.seed: must be an integer, got {_get(model, 'seed', prefix)!r}")
-    if not isinstance(_get(model, "center", prefix), bool):
-        raise ConfigError(f"{prefix}.center: must be true or false")
-    _choice(model, "reg_scaling", REG_SCALINGS, prefix)
-    _choice(model, "genre_update", GENRE_UPDATES, prefix)
-    _choice(model, "init", INITS, prefix)
 
 
 def _validate_split(cfg: DictConfig) -> None:

@@ -12,25 +12,7 @@ from movielens_als.atomic import write_json
 from movielens_als.errors import DataError
 from movielens_als.pipeline.common import numeric_metrics, save_figures, stage_run, stage_view
 from movielens_als.pipeline.layout import Layout
-from movielens_als.pipeline.sweep import BEST_PARAMS
-
-
-def load_best_params(layout: Layout, search: str) -> dict[str, Any]:
-    """The sweep's result for one search space, or for ``best``: the space whose best trial
-    has the lowest validation RMSE (a choice made on validation, never on test)."""
-    if search == "best":
-        root = layout.tuning_root
-        found = [json.loads(p.read_text()) for p in sorted(root.glob(f"*/{BEST_PARAMS}"))]
-        if not found:
-            raise DataError(f"{root}: no tuned parameters yet; run the sweep first (dvc repro sweep)")
-        return min(found, key=lambda result: result["val_rmse"])
-    path = layout.tuning_dir(search) / BEST_PARAMS
-    if not path.is_file():
-        raise DataError(
-            f"{path}: no tuned parameters for search space {search!r}; run the sweep first "
-            f"(dvc repro sweep@{search}, or python -m movielens_als.stages.sweep search={search})"
-        )
-    return json.loads(path.read_text())
+from movielens_als.pipeline.sweep import load_best_params
 
 
 def run_kgrid(cfg: DictConfig) -> dict[str, Any]:

@@ -3,13 +3,14 @@ on train + validation and score them once on test."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from movielens_als.atomic import write_json
-from movielens_als.errors import ConfigError
+from movielens_als.errors import ConfigError, DataError
 from movielens_als.pipeline.common import numeric_metrics, save_figures, stage_run, stage_view
 from movielens_als.pipeline.layout import Layout
 from movielens_als.sparse import RatingMatrix, Ratings
@@ -29,6 +30,34 @@ def sweep_view(cfg: DictConfig) -> DictConfig:
         with open_dict(cfg):
             cfg.search = cfg.spaces[cfg.space]
     return cfg
+
+
+def load_best_params(layout: Layout, search: str) -> dict[str, Any]:
+    """The sweep's result for one search space, or for ``best``: the space whose best trial
+    has the lowest validation RMSE (a choice made on validation, never on test)."""
+    if search == "best":
+        paths = sorted(layout.tuning_root.glob(f"*/{BEST_PARAMS}"))
+        if not paths:
+            raise DataError(f"{layout.tuning_root}: no tuned parameters yet; run the sweep first (dvc repro sweep)")
+        return min((_read_best_params(path) for path in paths), key=lambda result: result["val_rmse"])
+    path = layout.tuning_dir(search) / BEST_PARAMS
+    if not path.is_file():
+        raise DataError(
+            f"{path}: no tuned parameters for search space {search!r}; run the sweep first "
+            f"(dvc repro sweep@{search}, or python -m movielens_als.stages.sweep search={search})"
+        )
+    return _read_best_params(path)
+
+
+def _read_best_params(path) -> dict[str, Any]:
+    try:
+        result = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: not valid JSON ({exc}); rerun the sweep") from exc
+    missing = {"search", "val_rmse", "tuned_keys", "params"} - set(result)
+    if missing:
+        raise DataError(f"{path}: missing {', '.join(sorted(missing))}; written by an older version? rerun the sweep")
+    return result
 
 
 def run_sweep(cfg: DictConfig) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from movielens_als.atomic import atomic_path, write_json
 from movielens_als.pipeline.common import numeric_metrics, save_figures, stage_run, stage_view
 from movielens_als.pipeline.layout import Layout
+from movielens_als.pipeline.sweep import load_best_params
 
 CONVERGENCE_FIGURES = {
     "bias": ("bias_only_convergence.pdf", "Bias-only ALS"),
@@ -20,11 +21,15 @@ CONVERGENCE_FIGURES = {
 }
 
 
-def als_params(model_cfg: DictConfig):
-    """``ALSParams`` from a ``model`` config section (keys named as in conf/model/*.yaml)."""
+def als_params(model_cfg: DictConfig, tuned: dict[str, Any] | None = None):
+    """``ALSParams`` from a ``model`` config section (keys named as in conf/model/*.yaml),
+    with the keys a sweep tuned taken from its result when ``tuned`` is given."""
     from movielens_als.core.model import ALSParams
 
-    return ALSParams(**OmegaConf.to_container(model_cfg, resolve=True))
+    values = OmegaConf.to_container(model_cfg, resolve=True)
+    if tuned is not None:
+        values.update({key: tuned["params"][key] for key in tuned["tuned_keys"]})
+    return ALSParams.from_mapping(values)
 
 
 def run_training(cfg: DictConfig, stage: str) -> dict[str, Any]:
@@ -35,8 +40,12 @@ def run_training(cfg: DictConfig, stage: str) -> dict[str, Any]:
 
     cfg = stage_view(cfg, stage)
     layout = Layout.from_config(cfg)
-    with stage_run(cfg, stage, ["dataset", "split", "model"]) as tracker:
-        params = als_params(cfg.model)
+    tuned_space = cfg.get("tuned")
+    # A model trained with a sweep's parameters is written under its own name (<stage>_tuned).
+    output = f"{stage}_tuned" if tuned_space else stage
+    with stage_run(cfg, output, ["dataset", "split", "model", "tuned"]) as tracker:
+        tuned = load_best_params(layout, tuned_space) if tuned_space else None
+        params = als_params(cfg.model, tuned)
         split = load_split(layout.split_dir)
         movie_genres, genre_names = None, None
         if stage == "genre_als":
@@ -62,9 +71,9 @@ def run_training(cfg: DictConfig, stage: str) -> dict[str, Any]:
         fit_seconds = time.perf_counter() - started
 
         curve = pd.DataFrame(rows)
-        with atomic_path(layout.curve_file(stage)) as tmp:
+        with atomic_path(layout.curve_file(output)) as tmp:
             curve.to_csv(tmp, index=False)
-        with atomic_path(layout.model_dir(stage)) as tmp:
+        with atomic_path(layout.model_dir(output)) as tmp:
             tmp.mkdir(parents=True)
             save_model(result.model, tmp / "model")
 
@@ -80,7 +89,8 @@ def run_training(cfg: DictConfig, stage: str) -> dict[str, Any]:
             "n_train": int(split.train.nnz),
             "n_test": int(split.test.nnz),
             "eval_coverage": result.eval_coverage,
-            "model": OmegaConf.to_container(cfg.model, resolve=True),
+            "model": params.to_dict(),
+            **({"tuned": {"search": tuned["search"], "val_rmse": tuned["val_rmse"]}} if tuned else {}),
         }
         file_name, title = CONVERGENCE_FIGURES[stage]
         figures = {file_name: _convergence_figure(curve, f"{title} — {cfg.dataset.name}")}
@@ -88,12 +98,12 @@ def run_training(cfg: DictConfig, stage: str) -> dict[str, Any]:
             genre_figures, genre_stats = _genre_outputs(result.model.genre_factors, genre_names)
             figures.update(genre_figures)
             metrics["genres"] = genre_stats
-        figure_paths = save_figures(figures, layout.figures_dir(stage))
-        write_json(layout.metrics_file(stage), metrics)
+        figure_paths = save_figures(figures, layout.figures_dir(output))
+        write_json(layout.metrics_file(output), metrics)
 
         # Per-iteration keys already hold their final value as the last step.
         tracker.log_metrics({k: v for k, v in numeric_metrics(metrics).items() if k not in curve.columns})
-        tracker.log_artifacts([layout.metrics_file(stage), layout.curve_file(stage), *figure_paths])
+        tracker.log_artifacts([layout.metrics_file(output), layout.curve_file(output), *figure_paths])
     return metrics
 
 
