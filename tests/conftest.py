@@ -44,3 +44,21 @@ def project_overrides(tmp_path: Path) -> list[str]:
         f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}",
         f"tracking.artifact_root={tmp_path / 'mlartifacts'}",
     ]
+
+
+TINY_RELEASE = ["dataset=synthetic", "dataset.synthetic.preset=tiny"]
+
+
+@pytest.fixture
+def tiny_project(tmp_path, project_overrides, monkeypatch):
+    """A tiny synthetic release downloaded, indexed and split into tmp_path by the stages'
+    own ``run`` functions; yields ``(tmp_path, overrides)`` for further stages."""
+    from movielens_als.config import compose
+    from movielens_als.pipeline.data import run_download, run_index, run_split
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    overrides = [*TINY_RELEASE, *project_overrides]
+    run_download(compose("download", overrides))
+    run_index(compose("index", overrides))
+    run_split(compose("split", overrides))
+    return tmp_path, overrides

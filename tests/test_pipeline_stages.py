@@ -11,11 +11,10 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from movielens_als.config import compose
-from movielens_als.pipeline.data import run_download, run_index, run_split
+from movielens_als.pipeline.data import run_split
 from movielens_als.pipeline.eda import run_eda
 from movielens_als.pipeline.train import run_training
 
-TINY = ["dataset=synthetic", "dataset.synthetic.preset=tiny"]
 FAST_MODEL = ["model.iterations=3", "model.K=4"]
 EDA_FIGURES = {
     "rating_distribution.pdf",
@@ -27,17 +26,6 @@ EDA_FIGURES = {
     "variance_vs_mean_rating.pdf",
 }
 TRAIN_METRIC_KEYS = {"train_rmse", "test_rmse", "nll", "iterations", "seconds_per_iteration", "model"}
-
-
-@pytest.fixture
-def tiny_project(tmp_path, project_overrides, monkeypatch):
-    """A tiny synthetic release downloaded, indexed and split into tmp_path."""
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    overrides = [*TINY, *project_overrides]
-    run_download(compose("download", overrides))
-    run_index(compose("index", overrides))
-    run_split(compose("split", overrides))
-    return tmp_path, overrides
 
 
 def _runs(tmp_path, stage):

@@ -18,23 +18,11 @@ from movielens_als.config import compose
 from movielens_als.data.index import load_index
 from movielens_als.data.split import split_ratings
 from movielens_als.errors import ConfigError
-from movielens_als.pipeline.data import run_download, run_index, run_split
 from movielens_als.pipeline.kgrid import run_kgrid, run_kgrid_report
 from movielens_als.pipeline.sweep import run_sweep
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-TINY = ["dataset=synthetic", "dataset.synthetic.preset=tiny"]
 SMALL_SWEEP = ["tuning.iterations=3", "tuning.final_iterations=3", "model.K=4", "search.fixed.K=4"]
-
-
-@pytest.fixture
-def tiny(tmp_path, project_overrides, monkeypatch):
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    overrides = [*TINY, *project_overrides]
-    run_download(compose("download", overrides))
-    run_index(compose("index", overrides))
-    run_split(compose("split", overrides))
-    return tmp_path, overrides
 
 
 def _study(tmp_path, space="notebook"):
@@ -48,8 +36,8 @@ def _pairs(matrix):
     return set(zip(ratings.user.tolist(), ratings.item.tolist(), strict=True))
 
 
-def test_sweep_never_sees_test_and_writes_outputs(tiny, monkeypatch):
-    tmp_path, overrides = tiny
+def test_sweep_never_sees_test_and_writes_outputs(tiny_project, monkeypatch):
+    tmp_path, overrides = tiny_project
     cfg = compose("sweep", [*overrides, *SMALL_SWEEP, "tuning.n_trials=4"])
     data = load_index(tmp_path / "data/index/synthetic")
     split, _ = split_ratings(data, val_fraction=cfg.tuning.val_fraction, seed=cfg.split.seed)
@@ -92,8 +80,8 @@ def test_sweep_never_sees_test_and_writes_outputs(tiny, monkeypatch):
         assert [m.step for m in history] == list(range(1, len(history) + 1)) and history
 
 
-def test_interrupted_sweep_resumes_without_repeating_trials(tiny, monkeypatch):
-    tmp_path, overrides = tiny
+def test_interrupted_sweep_resumes_without_repeating_trials(tiny_project, monkeypatch):
+    tmp_path, overrides = tiny_project
     cfg = compose("sweep", [*overrides, *SMALL_SWEEP, "tuning.n_trials=4", "tuning.pruning=false"])
     real_fit = search_module.fit
     calls = []
@@ -121,14 +109,14 @@ def test_interrupted_sweep_resumes_without_repeating_trials(tiny, monkeypatch):
     assert metrics["n_trials"] == 4
 
 
-def test_sweep_refuses_to_tune_without_validation(tiny):
-    _, overrides = tiny
+def test_sweep_refuses_to_tune_without_validation(tiny_project):
+    _, overrides = tiny_project
     with pytest.raises(ConfigError, match=r"tuning\.val_fraction"):
         run_sweep(compose("sweep", [*overrides, *SMALL_SWEEP, "tuning.val_fraction=0"]))
 
 
-def test_kgrid_writes_one_result_per_k_and_a_report(tiny):
-    tmp_path, overrides = tiny
+def test_kgrid_writes_one_result_per_k_and_a_report(tiny_project):
+    tmp_path, overrides = tiny_project
     run_sweep(compose("sweep", [*overrides, *SMALL_SWEEP, "tuning.n_trials=2"]))
     grid = [*overrides, "kgrid.Ks=[2,3]", "kgrid.iterations=2"]
     results = run_kgrid(compose("kgrid", grid))
@@ -144,8 +132,8 @@ def test_kgrid_writes_one_result_per_k_and_a_report(tiny):
 
 
 @pytest.mark.slow
-def test_multirun_creates_one_mlflow_run_per_job(tiny):
-    tmp_path, overrides = tiny
+def test_multirun_creates_one_mlflow_run_per_job(tiny_project):
+    tmp_path, overrides = tiny_project
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     result = subprocess.run(
         [sys.executable, "-m", "movielens_als.stages.als", "-m", "model.K=2,3", "model.iterations=2",
@@ -166,10 +154,10 @@ def test_multirun_creates_one_mlflow_run_per_job(tiny):
     assert not (REPO_ROOT / "multirun").exists()
 
 
-def test_training_with_tuned_parameters_writes_its_own_outputs(tiny):
+def test_training_with_tuned_parameters_writes_its_own_outputs(tiny_project):
     from movielens_als.pipeline.train import run_training
 
-    tmp_path, overrides = tiny
+    tmp_path, overrides = tiny_project
     sweep = run_sweep(compose("sweep", [*overrides, *SMALL_SWEEP, "tuning.n_trials=2"]))
     metrics = run_training(compose("als", [*overrides, "model.iterations=2", "tuned=best"]), "als")
     for key, value in sweep["best_params"].items():

@@ -66,3 +66,18 @@ def numeric_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
         for key, value in metrics.items()
         if isinstance(value, int | float) and not isinstance(value, bool)
     }
+
+
+def split_as_configured(data, split_cfg: DictConfig, *, val_fraction: float | None = None):
+    """``split_ratings`` as the ``split`` section says; stages that tune pass their own
+    validation fraction (train ∪ validation is then still exactly the configured train)."""
+    from movielens_als.data.split import split_ratings
+
+    return split_ratings(
+        data,
+        method=split_cfg.method,
+        train_fraction=split_cfg.train_fraction,
+        val_fraction=split_cfg.val_fraction if val_fraction is None else val_fraction,
+        seed=split_cfg.seed,
+        n_test_per_user=split_cfg.n_test_per_user,
+    )

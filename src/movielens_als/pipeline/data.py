@@ -8,7 +8,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from movielens_als.atomic import write_json
-from movielens_als.pipeline.common import numeric_metrics, stage_run
+from movielens_als.pipeline.common import numeric_metrics, split_as_configured, stage_run
 from movielens_als.pipeline.layout import Layout
 
 MIRROR_ENV = "MOVIELENS_MIRROR"
@@ -65,19 +65,12 @@ def run_index(cfg: DictConfig) -> dict[str, Any]:
 def run_split(cfg: DictConfig) -> dict[str, Any]:
     """Split the indexed ratings into train/test (and validation) in both CSR layouts."""
     from movielens_als.data.index import load_index
-    from movielens_als.data.split import save_split, split_ratings
+    from movielens_als.data.split import save_split
 
     layout = Layout.from_config(cfg)
     with stage_run(cfg, "split", ["dataset", "split"]) as tracker:
         data = load_index(layout.index_dir)
-        split, metrics = split_ratings(
-            data,
-            method=cfg.split.method,
-            train_fraction=cfg.split.train_fraction,
-            val_fraction=cfg.split.val_fraction,
-            seed=cfg.split.seed,
-            n_test_per_user=cfg.split.n_test_per_user,
-        )
+        split, metrics = split_as_configured(data, cfg.split)
         save_split(split, layout.split_dir)
         write_json(layout.metrics_file("split"), metrics)
         tracker.log_metrics(numeric_metrics(metrics))

@@ -11,7 +11,13 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from movielens_als.atomic import write_json
 from movielens_als.errors import ConfigError, DataError
-from movielens_als.pipeline.common import numeric_metrics, save_figures, stage_run, stage_view
+from movielens_als.pipeline.common import (
+    numeric_metrics,
+    save_figures,
+    split_as_configured,
+    stage_run,
+    stage_view,
+)
 from movielens_als.pipeline.layout import Layout
 from movielens_als.sparse import RatingMatrix, Ratings
 from movielens_als.tracking.mlflow_tracker import open_tracker
@@ -66,7 +72,6 @@ def run_sweep(cfg: DictConfig) -> dict[str, Any]:
     from movielens_als.core.fit import fit
     from movielens_als.core.model import ALSParams
     from movielens_als.data.index import load_index
-    from movielens_als.data.split import split_ratings
     from movielens_als.tuning.search import SearchSpace, run_study
 
     cfg = sweep_view(cfg)
@@ -84,14 +89,7 @@ def run_sweep(cfg: DictConfig) -> dict[str, Any]:
 
     with stage_run(cfg, "sweep", ["dataset", "split", "model", "search", "tuning"]) as parent:
         data = load_index(layout.index_dir)
-        split, _ = split_ratings(
-            data,
-            method=cfg.split.method,
-            train_fraction=cfg.split.train_fraction,
-            val_fraction=tuning.val_fraction,
-            seed=cfg.split.seed,
-            n_test_per_user=cfg.split.n_test_per_user,
-        )
+        split, _ = split_as_configured(data, cfg.split, val_fraction=tuning.val_fraction)
         genres = data.movie_genres if _tunes_genre_model(cfg) else None
 
         def track_trial(outcome) -> None:

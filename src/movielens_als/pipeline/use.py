@@ -8,7 +8,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from movielens_als.atomic import write_json
-from movielens_als.pipeline.common import save_figures, stage_run
+from movielens_als.pipeline.common import save_figures, split_as_configured, stage_run
 from movielens_als.pipeline.layout import Layout
 
 
@@ -54,7 +54,7 @@ def run_ranking(cfg: DictConfig) -> dict[str, Any]:
     prior, and of the popularity baseline, in one table."""
     from movielens_als.core.model import load_model
     from movielens_als.data.index import load_index
-    from movielens_als.data.split import load_split, split_ratings
+    from movielens_als.data.split import load_split
     from movielens_als.evaluation.prior import (
         choose_prior_weight,
         popularity_log_counts,
@@ -71,14 +71,7 @@ def run_ranking(cfg: DictConfig) -> dict[str, Any]:
         tuning_split = index = None
         if options.prior_weights:
             index = load_index(layout.index_dir)
-            tuning_split, _ = split_ratings(
-                index,
-                method=cfg.split.method,
-                train_fraction=cfg.split.train_fraction,
-                val_fraction=options.val_fraction,
-                seed=cfg.split.seed,
-                n_test_per_user=cfg.split.n_test_per_user,
-            )
+            tuning_split, _ = split_as_configured(index, cfg.split, val_fraction=options.val_fraction)
         scorers: dict[str, Any] = {}
         priors: dict[str, Any] = {}
         for stage in options.models:
