@@ -40,6 +40,7 @@ lint: install
 bench: install
 	python benchmarks/bench_data.py
 	python benchmarks/bench_als.py
+	python benchmarks/bench_ranking.py
 
 mlflow-ui: install
 	mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000 --workers 1

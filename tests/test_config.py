@@ -91,3 +91,24 @@ def test_hydra_output_dirs_stay_out_of_repo_root():
     assert str(cfg.hydra.sweep.dir).startswith("outputs/")
     ignored = (REPO_ROOT / ".gitignore").read_text().splitlines()
     assert "outputs/" in ignored
+
+
+@pytest.mark.parametrize(
+    ("stage", "override", "key"),
+    [
+        ("sweep", "tuning.n_trials=0", "tuning.n_trials"),
+        ("sweep", "tuning.final_iterations=0", "tuning.final_iterations"),
+        ("sweep", "tuning.val_fraction=0", "tuning.val_fraction"),
+        ("kgrid", "kgrid.Ks=[]", "kgrid.Ks"),
+        ("kgrid", "kgrid.K=0", "kgrid.K"),
+        ("ranking", "ranking.ks=[]", "ranking.ks"),
+        ("ranking", "ranking.prior_weights=[-1]", "ranking.prior_weights"),
+        ("ranking", "ranking.val_fraction=1", "ranking.val_fraction"),
+        ("analysis", "analysis.tier_edges=[500,100]", "analysis.tier_edges"),
+        ("als", "tuned=true", "tuned"),
+    ],
+)
+def test_invalid_section_values_name_the_key(stage, override, key):
+    cfg = compose(stage, [override])
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        validate(cfg, stage)

@@ -34,7 +34,7 @@ TINY = [
     "kgrid.iterations=2",
     "analysis.min_ratings=2",
 ]
-TUNING_STAGES = ["analysis", "ranking", "sweep@notebook", "sweep@count", "kgrid@2", "kgrid@4", "kgrid_report", "tuned@als", "tuned@genre_als"]
+TUNING_STAGES = ["analysis", "ranking", "sweep@notebook", "sweep@count", "kgrid@2", "kgrid@4", "kgrid_report", "tuned@als"]
 
 
 def _run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:

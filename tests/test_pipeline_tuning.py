@@ -26,7 +26,7 @@ SMALL_SWEEP = ["tuning.iterations=3", "tuning.final_iterations=3", "model.K=4", 
 
 
 def _study(tmp_path, space="notebook"):
-    storage = f"sqlite:///{tmp_path / 'data/tuning/synthetic' / space / 'optuna.db'}"
+    storage = f"sqlite:///{tmp_path / 'data/tuning/synthetic/als' / space / 'optuna.db'}"
     (name,) = optuna.get_all_study_names(storage)
     return optuna.load_study(study_name=name, storage=storage)
 
@@ -63,7 +63,7 @@ def test_sweep_never_sees_test_and_writes_outputs(tiny_project, monkeypatch):
     assert metrics["n_trials"] == 4 and np.isfinite(metrics["test_rmse"])
     on_disk = json.loads((tmp_path / "reports/metrics/sweep_notebook.json").read_text())
     assert on_disk["best_params"] == metrics["best_params"]
-    best = json.loads((tmp_path / "data/tuning/synthetic/notebook/best_params.json").read_text())
+    best = json.loads((tmp_path / "data/tuning/synthetic/als/notebook/best_params.json").read_text())
     assert best["params"]["lam"] == metrics["best_params"]["lam"]
     figures = {p.name for p in (tmp_path / "reports/figures/sweep_notebook").iterdir()}
     assert figures == {"optimization_history.pdf", "param_importances.pdf"}

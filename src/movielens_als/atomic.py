@@ -8,11 +8,14 @@ import json
 import os
 import shutil
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from movielens_als.errors import DataError
 
 
 @contextlib.contextmanager
@@ -41,12 +44,13 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
 def write_json(path: str | os.PathLike[str], obj: Any) -> None:
     """Write ``obj`` as indented JSON atomically."""
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n", encoding="utf-8")
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Write UTF-8 text atomically."""
     with atomic_path(path) as tmp:
-        tmp.write_text(text)
+        tmp.write_text(text, encoding="utf-8")
 
 
 def save_npz(path: str | os.PathLike[str], **arrays: np.ndarray) -> None:
@@ -56,9 +60,21 @@ def save_npz(path: str | os.PathLike[str], **arrays: np.ndarray) -> None:
 
 
 def load_npz(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
-    """Load every array of an ``.npz`` file; object arrays are refused (never unpickle)."""
-    with np.load(path, allow_pickle=False) as npz:
-        return {key: npz[key] for key in npz.files}
+    """Load every array of an ``.npz`` file; object arrays are refused (never unpickle).
+    A missing, truncated or corrupt file is a DataError naming it."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return {key: npz[key] for key in npz.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise DataError(f"{path}: cannot read arrays ({exc}); rerun the stage that writes it") from exc
+
+
+def read_json(path: str | os.PathLike[str]) -> Any:
+    """Parse a JSON file; a missing or malformed one is a DataError naming it."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"{path}: cannot read JSON ({exc}); rerun the stage that writes it") from exc
 
 
 def _json_default(value: Any) -> Any:

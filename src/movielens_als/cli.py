@@ -1,6 +1,6 @@
 """``movielens-als``: use a model the pipeline trained.
 
-    movielens-als recommend --rate "Toy Story (1995)=5" --rate "matrix=4.5" [-n 20]
+    movielens-als recommend --rate "Toy Story (1995)=5" --rate "Matrix, The (1999)=4.5" [-n 20]
     movielens-als similar "Toy Story (1995)" [-n 10]
 
 Both read the saved model of a training stage (``--stage als`` by default; ``genre_als`` works

@@ -1,7 +1,7 @@
 """Using a fitted model: recommendations for a new user, and movies similar to a movie.
 
 A new user gives ratings as ``"<title or movie id>=<rating>"`` specs (``"Toy Story
-(1995)=5"``, ``"matrix=4.5"``, ``"1=5"``). Each query resolves to one movie: a pure integer is
+(1995)=5"``, ``"shawshank=4.5"``, ``"1=5"``). Each query resolves to one movie: a pure integer is
 a raw MovieLens movieId; otherwise an exact title (case-insensitive) wins, else the title must
 be the only one containing the query (case-insensitive). The user is folded into the model —
 that user's bias and factors solved with the movie side fixed (the notebook's "dummy user") —

@@ -21,6 +21,7 @@ def validate(cfg: DictConfig, stage: str | None = None) -> None:
         known = ", ".join(sorted(RELEASES))
         raise ConfigError(f"dataset.name: unknown dataset {name!r}; known: {known}")
     _validate_split(cfg)
+    _validate_sections(cfg)
     if "model" in cfg:
         validate_model(cfg.model, prefix="model", stage=stage)
     for model_stage in MODEL_STAGES:
@@ -62,6 +63,55 @@ def _validate_split(cfg: DictConfig) -> None:
         raise ConfigError(f"split.n_test_per_user: must be an integer ≥ 1, got {n_test!r}")
     if not _is_int(_get(cfg, "split.seed")):
         raise ConfigError("split.seed: must be an integer")
+
+
+def _validate_sections(cfg: DictConfig) -> None:
+    """The stage-specific sections, where present (a stage's own config, or params.yaml)."""
+    if "tuning" in cfg:
+        for key in ("n_trials", "iterations", "final_iterations"):
+            _positive_int(cfg, f"tuning.{key}")
+        for key in ("pruner_startup_trials", "pruner_warmup_steps"):
+            value = _get(cfg, f"tuning.{key}")
+            if not _is_int(value) or value < 0:
+                raise ConfigError(f"tuning.{key}: must be an integer ≥ 0, got {value!r}")
+        fraction = _get(cfg, "tuning.val_fraction")
+        if not _is_number(fraction) or not 0 < fraction < 1:
+            raise ConfigError(
+                f"tuning.val_fraction: must lie in (0, 1) — the sweep tunes on validation, never on test; got {fraction!r}"
+            )
+    if "kgrid" in cfg:
+        Ks = _get(cfg, "kgrid.Ks")
+        if not Ks or any(not _is_int(k) or k < 1 for k in Ks):
+            raise ConfigError(f"kgrid.Ks: must be a non-empty list of integers ≥ 1, got {Ks!r}")
+        if _get(cfg, "kgrid.K") is not None:
+            _positive_int(cfg, "kgrid.K")
+        _positive_int(cfg, "kgrid.iterations")
+    if "ranking" in cfg:
+        if not _get(cfg, "ranking.models"):
+            raise ConfigError("ranking.models: name at least one trained stage (als, genre_als)")
+        ks = _get(cfg, "ranking.ks")
+        if not ks or any(not _is_int(k) or k < 1 for k in ks):
+            raise ConfigError(f"ranking.ks: must be a non-empty list of integers ≥ 1, got {ks!r}")
+        weights = _get(cfg, "ranking.prior_weights")
+        if any(not _is_number(w) or w < 0 for w in weights):
+            raise ConfigError(f"ranking.prior_weights: must be numbers ≥ 0, got {weights!r}")
+        fraction = _get(cfg, "ranking.val_fraction")
+        if not _is_number(fraction) or not 0 < fraction < 1:
+            raise ConfigError(f"ranking.val_fraction: must lie in (0, 1), got {fraction!r}")
+    if "analysis" in cfg:
+        for key in ("min_ratings", "top_n"):
+            _positive_int(cfg, f"analysis.{key}")
+        edges = _get(cfg, "analysis.tier_edges")
+        if not edges or any(not _is_int(e) or e < 1 for e in edges) or list(edges) != sorted(set(edges)):
+            raise ConfigError(f"analysis.tier_edges: must be increasing integers ≥ 1, got {edges!r}")
+    if "tuned" in cfg and cfg.tuned is not None and not isinstance(cfg.tuned, str):
+        raise ConfigError(f"tuned: must be null or a search space name (notebook, count, best), got {cfg.tuned!r}")
+
+
+def _positive_int(cfg: DictConfig, dotted: str) -> None:
+    value = _get(cfg, dotted)
+    if not _is_int(value) or value < 1:
+        raise ConfigError(f"{dotted}: must be an integer ≥ 1, got {value!r}")
 
 
 def _get(node: Any, dotted: str, prefix: str = "") -> Any:

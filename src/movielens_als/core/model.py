@@ -16,7 +16,6 @@ ratings). Test RMSE after 20 iterations:
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
@@ -25,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from movielens_als.atomic import load_npz, save_npz, write_json
+from movielens_als.atomic import load_npz, read_json, save_npz, write_json
 from movielens_als.core import kernels
 from movielens_als.errors import ConfigError, DataError
 from movielens_als.sparse import Ratings
@@ -216,12 +215,12 @@ def load_model(path: str | Path) -> FactorModel:
     for file in (json_path, npz_path):
         if not file.is_file():
             raise DataError(f"{file}: model file missing")
-    try:
-        meta = json.loads(json_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{json_path}: not valid JSON ({exc})") from exc
-    if meta.get("format") != MODEL_FORMAT:
-        raise DataError(f"{json_path}: unsupported model format {meta.get('format')!r}")
+    meta = read_json(json_path)
+    if not isinstance(meta, dict) or meta.get("format") != MODEL_FORMAT:
+        raise DataError(f"{json_path}: not a model file of format {MODEL_FORMAT}")
+    missing_keys = {"params", "n_users", "n_items", "K", "n_genres", "mu"} - set(meta)
+    if missing_keys:
+        raise DataError(f"{json_path}: missing {', '.join(sorted(missing_keys))}")
     params = ALSParams.from_mapping(meta["params"])
     arrays = load_npz(npz_path)
     required = ("user_bias", "item_bias", "user_factors", "item_factors")

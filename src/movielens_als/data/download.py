@@ -521,7 +521,10 @@ def _checksum_target(folder: Path, listed: str) -> Path | None:
 def _write_manifest(
     folder: Path, source: str, archive_md5: str | None, files: dict[str, int]
 ) -> None:
+    # Only the archive's name, not where it came from: the folder is a DVC output, and its
+    # hash must not depend on the machine's mirror path.
+    archive = source.rstrip("/").rsplit("/", 1)[-1]
     write_json(
         folder / MANIFEST,
-        {"source": source, "archive_md5": archive_md5, "files": dict(sorted(files.items()))},
+        {"archive": archive, "archive_md5": archive_md5, "files": dict(sorted(files.items()))},
     )

@@ -21,7 +21,6 @@ layouts, uncompressed, no pickles) and ``split.json``; see :func:`save_split`.
 
 from __future__ import annotations
 
-import json
 import logging
 import numbers
 import os
@@ -31,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from movielens_als.atomic import atomic_path, load_npz, save_npz, write_json
+from movielens_als.atomic import atomic_path, load_npz, read_json, save_npz, write_json
 from movielens_als.data._kernels import latest_per_row
 from movielens_als.data.index import IndexedData
 from movielens_als.errors import ConfigError, DataError
@@ -167,7 +166,7 @@ def load_split(folder: str | os.PathLike[str]) -> Split:
     meta_path = folder / SPLIT_META
     if not meta_path.is_file():
         raise DataError(f"{meta_path}: missing; run the split stage first")
-    meta = json.loads(meta_path.read_text())
+    meta = read_json(meta_path)
     if meta.get("format_version") != FORMAT_VERSION:
         raise DataError(
             f"{meta_path}: format_version {meta.get('format_version')!r}, "

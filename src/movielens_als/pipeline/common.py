@@ -44,8 +44,9 @@ def stage_run(cfg: DictConfig, stage: str, sections: Iterable[str]) -> Iterator[
         "stage": stage,
         "dataset": str(cfg.dataset.name),
         "git_commit": git_commit(),
-        "split_dvc_hash": dvc_out_hash(layout.split_dir),
     }
+    if stage not in ("download", "index", "split"):  # the split this run reads
+        tags["split_dvc_hash"] = dvc_out_hash(layout.split_dir)
     with open_tracker(cfg, stage, params, tags) as tracker:
         yield tracker
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from omegaconf import DictConfig
@@ -10,13 +9,6 @@ from omegaconf import DictConfig
 from movielens_als.atomic import write_json
 from movielens_als.pipeline.common import numeric_metrics, split_as_configured, stage_run
 from movielens_als.pipeline.layout import Layout
-
-MIRROR_ENV = "MOVIELENS_MIRROR"
-
-
-def mirror_setting(cfg: DictConfig) -> str | None:
-    """``dataset.mirror`` when set, else ``$MOVIELENS_MIRROR``, else None (GroupLens)."""
-    return cfg.dataset.get("mirror") or os.environ.get(MIRROR_ENV) or None
 
 
 def run_download(cfg: DictConfig) -> dict[str, Any]:
@@ -30,9 +22,10 @@ def run_download(cfg: DictConfig) -> dict[str, Any]:
     with stage_run(cfg, "download", ["dataset"]) as tracker:
         if release.fmt == "synthetic":
             spec = SyntheticSpec.preset(cfg.dataset.synthetic.preset, seed=cfg.dataset.synthetic.seed)
-            folder = write_release(spec, layout.raw_dir)
+            folder = write_release(spec, layout.outputs.raw_dir)
         else:
-            folder = fetch_release(release.name, layout.raw_root, mirror=mirror_setting(cfg))
+            # dataset.mirror wins; fetch_release falls back to $MOVIELENS_MIRROR, then GroupLens
+            folder = fetch_release(release.name, layout.outputs.raw_root, mirror=cfg.dataset.get("mirror"))
         files = sorted(p for p in folder.rglob("*") if p.is_file())
         metrics = {
             "dataset": release.name,
@@ -55,10 +48,10 @@ def run_index(cfg: DictConfig) -> dict[str, Any]:
         ratings = read_ratings(release, layout.raw_dir)
         movies = read_movies(release, layout.raw_dir)
         data, metrics = build_index(ratings, movies, release)
-        save_index(data, layout.index_dir)
-        write_json(layout.metrics_file("index"), metrics)
+        save_index(data, layout.outputs.index_dir)
+        write_json(layout.outputs.metrics_file("index"), metrics)
         tracker.log_metrics(numeric_metrics(metrics))
-        tracker.log_artifacts([layout.metrics_file("index")])
+        tracker.log_artifacts([layout.outputs.metrics_file("index")])
     return metrics
 
 
@@ -71,9 +64,9 @@ def run_split(cfg: DictConfig) -> dict[str, Any]:
     with stage_run(cfg, "split", ["dataset", "split"]) as tracker:
         data = load_index(layout.index_dir)
         split, metrics = split_as_configured(data, cfg.split)
-        save_split(split, layout.split_dir)
-        write_json(layout.metrics_file("split"), metrics)
+        save_split(split, layout.outputs.split_dir)
+        write_json(layout.outputs.metrics_file("split"), metrics)
         tracker.log_metrics(numeric_metrics(metrics))
-        tracker.log_artifacts([layout.metrics_file("split")])
+        tracker.log_artifacts([layout.outputs.metrics_file("split")])
     return metrics
 

@@ -28,8 +28,8 @@ def run_eda(cfg: DictConfig) -> dict[str, Any]:
             seed=cfg.eda.seed,
         )
         summary = eda_summary(eda)
-        figure_paths = save_figures(eda_figures(eda), layout.figures_dir("eda"))
-        write_json(layout.metrics_file("eda"), summary)
+        figure_paths = save_figures(eda_figures(eda), layout.outputs.figures_dir("eda"))
+        write_json(layout.outputs.metrics_file("eda"), summary)
         tracker.log_metrics(numeric_metrics(summary))
-        tracker.log_artifacts([layout.metrics_file("eda"), *figure_paths])
+        tracker.log_artifacts([layout.outputs.metrics_file("eda"), *figure_paths])
     return summary

@@ -25,7 +25,7 @@ def run_kgrid(cfg: DictConfig) -> dict[str, Any]:
     grid = cfg.kgrid
     Ks = [int(grid.K)] if grid.K is not None else [int(k) for k in grid.Ks]
     layout = Layout.from_config(cfg)
-    tuned = load_best_params(layout, grid.search)
+    tuned = load_best_params(layout, grid.search, model="als")
     split = load_split(layout.split_dir)
     results: dict[str, Any] = {}
     for K in Ks:
@@ -50,9 +50,9 @@ def run_kgrid(cfg: DictConfig) -> dict[str, Any]:
                 "iterations": len(result.history),
                 "params": params.to_dict(),
             }
-            write_json(layout.kgrid_file(K), entry)
+            write_json(layout.outputs.kgrid_file(K), entry)
             tracker.log_metrics(numeric_metrics(entry))
-            tracker.log_artifacts([layout.kgrid_file(K)])
+            tracker.log_artifacts([layout.outputs.kgrid_file(K)])
         results[str(K)] = entry
     return results
 
@@ -78,9 +78,10 @@ def run_kgrid_report(cfg: DictConfig) -> dict[str, Any]:
             np.array([v["test_rmse"] for v in table.values()]),
             title=f"RMSE against K — {cfg.dataset.name} (tuned: {cfg.kgrid.search})",
         )
-        figure_paths = save_figures({"rmse_vs_K.pdf": figure}, layout.figures_dir("kgrid"))
-        write_json(layout.metrics_file("kgrid"), table)
-        best_k = min(table, key=lambda k: table[k]["test_rmse"])
-        tracker.log_metrics({"best_K": int(best_k), "best_test_rmse": table[best_k]["test_rmse"]})
-        tracker.log_artifacts([layout.metrics_file("kgrid"), *figure_paths])
+        figure_paths = save_figures({"rmse_vs_K.pdf": figure}, layout.outputs.figures_dir("kgrid"))
+        write_json(layout.outputs.metrics_file("kgrid"), table)
+        # descriptive only: which K scored lowest on test (nothing is selected with it)
+        lowest = min(table, key=lambda k: table[k]["test_rmse"])
+        tracker.log_metrics({"lowest_test_rmse_K": int(lowest), "lowest_test_rmse": table[lowest]["test_rmse"]})
+        tracker.log_artifacts([layout.outputs.metrics_file("kgrid"), *figure_paths])
     return table

@@ -18,10 +18,27 @@ class Layout:
     results: Path  # what training and tuning write: models/, tuning/, kgrid/
     reports: Path  # metrics/, curves/, figures/
     dataset: str
+    output_root: Path | None = None  # set for a multirun job: everything it writes goes here
 
     @classmethod
     def from_config(cls, cfg: DictConfig) -> Layout:
-        return cls(Path(cfg.paths.data), Path(cfg.paths.results), Path(cfg.paths.reports), str(cfg.dataset.name))
+        outputs = cfg.paths.get("outputs")
+        return cls(
+            Path(cfg.paths.data),
+            Path(cfg.paths.results),
+            Path(cfg.paths.reports),
+            str(cfg.dataset.name),
+            Path(outputs) if outputs else None,
+        )
+
+    @property
+    def outputs(self) -> Layout:
+        """Where this run writes: the pipeline's own folders, or, for a multirun job, the same
+        tree under the job's folder (reads still come from the pipeline's folders)."""
+        if self.output_root is None:
+            return self
+        root = self.output_root
+        return Layout(root / "data", root / "data", root / "reports", self.dataset)
 
     @property
     def raw_root(self) -> Path:
@@ -46,8 +63,9 @@ class Layout:
     def tuning_root(self) -> Path:
         return self.results / "tuning" / self.dataset
 
-    def tuning_dir(self, space: str) -> Path:
-        return self.tuning_root / space
+    def tuning_dir(self, model: str, space: str) -> Path:
+        """One study per tuned model (als, genre_als) and search space."""
+        return self.tuning_root / model / space
 
     def kgrid_file(self, K: int) -> Path:
         return self.results / "kgrid" / self.dataset / f"K{K}.json"

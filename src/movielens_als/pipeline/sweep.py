@@ -10,6 +10,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from movielens_als.atomic import write_json
+from movielens_als.config.validate import validate
 from movielens_als.errors import ConfigError, DataError
 from movielens_als.pipeline.common import (
     numeric_metrics,
@@ -33,24 +34,29 @@ def sweep_view(cfg: DictConfig) -> DictConfig:
         if "space" not in cfg or cfg.space not in cfg.spaces:
             known = ", ".join(cfg.get("spaces", {}))
             raise ConfigError(f"space: name the search space to run (one of {known}), e.g. +space=count")
+        if cfg.spaces[cfg.space].get("name") != cfg.space:
+            raise ConfigError(f"sweep.spaces.{cfg.space}.name: must equal its key {cfg.space!r} (it names the output folder)")
         with open_dict(cfg):
             cfg.search = cfg.spaces[cfg.space]
     return cfg
 
 
-def load_best_params(layout: Layout, search: str) -> dict[str, Any]:
-    """The sweep's result for one search space, or for ``best``: the space whose best trial
-    has the lowest validation RMSE (a choice made on validation, never on test)."""
+def load_best_params(layout: Layout, search: str, model: str = "als") -> dict[str, Any]:
+    """The sweep's result for ``model`` in one search space, or for ``best``: the space whose
+    best trial has the lowest validation RMSE (a choice made on validation, never on test)."""
     if search == "best":
-        paths = sorted(layout.tuning_root.glob(f"*/{BEST_PARAMS}"))
+        paths = sorted((layout.tuning_root / model).glob(f"*/{BEST_PARAMS}"))
         if not paths:
-            raise DataError(f"{layout.tuning_root}: no tuned parameters yet; run the sweep first (dvc repro sweep)")
+            raise DataError(
+                f"{layout.tuning_root / model}: no tuned parameters for {model} yet; run its sweep first "
+                f"(dvc repro sweep, or python -m movielens_als.stages.sweep model={model})"
+            )
         return min((_read_best_params(path) for path in paths), key=lambda result: result["val_rmse"])
-    path = layout.tuning_dir(search) / BEST_PARAMS
+    path = layout.tuning_dir(model, search) / BEST_PARAMS
     if not path.is_file():
         raise DataError(
-            f"{path}: no tuned parameters for search space {search!r}; run the sweep first "
-            f"(dvc repro sweep@{search}, or python -m movielens_als.stages.sweep search={search})"
+            f"{path}: no tuned parameters for {model} in search space {search!r}; run the sweep first "
+            f"(python -m movielens_als.stages.sweep model={model} search={search})"
         )
     return _read_best_params(path)
 
@@ -75,15 +81,13 @@ def run_sweep(cfg: DictConfig) -> dict[str, Any]:
     from movielens_als.tuning.search import SearchSpace, run_study
 
     cfg = sweep_view(cfg)
+    validate(cfg, "sweep")  # before anything is built from the config
     tuning = cfg.tuning
-    if not 0 < tuning.val_fraction < 1:
-        raise ConfigError(
-            f"tuning.val_fraction: must lie in (0, 1) — the sweep tunes on validation, never on test; got {tuning.val_fraction!r}"
-        )
     space = SearchSpace.from_mapping(OmegaConf.to_container(cfg.search, resolve=True))
     base = ALSParams.from_mapping({**OmegaConf.to_container(cfg.model, resolve=True), "iterations": tuning.iterations})
     layout = Layout.from_config(cfg)
-    out_dir = layout.tuning_dir(space.name)
+    tuned_model = "genre_als" if _tunes_genre_model(cfg) else "als"
+    out_dir = layout.outputs.tuning_dir(tuned_model, space.name)
     metrics_name = f"sweep_{space.name}"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -100,8 +104,10 @@ def run_sweep(cfg: DictConfig) -> dict[str, Any]:
                 child.log_metrics({"seconds": outcome.seconds})
 
         out_dir.mkdir(parents=True, exist_ok=True)
-        settings = {"K": base.K, "iterations": base.iterations, "val_fraction": tuning.val_fraction,
-                    "seed": tuning.seed, "split": OmegaConf.to_container(cfg.split), "model": base.to_dict(),
+        # What a trial's result depends on (a changed value starts a new study in the same file);
+        # the trial count is not part of it, so raising tuning.n_trials extends the study.
+        settings = {"model": {**base.to_dict(), **dict(space.fixed)}, "val_fraction": tuning.val_fraction,
+                    "seed": tuning.seed, "split": OmegaConf.to_container(cfg.split),
                     "genres": genres is not None, "dataset": str(cfg.dataset.name)}
         study = run_study(
             split.train,
@@ -127,6 +133,7 @@ def run_sweep(cfg: DictConfig) -> dict[str, Any]:
         trials = study.get_trials(deepcopy=False)
         states = [t.state for t in trials]
         metrics = {
+            "model": tuned_model,
             "search": space.name,
             "best_params": {key: best[key] for key in [*space.params, *space.fixed]},
             "best_val_rmse": float(study.best_value),
@@ -137,13 +144,13 @@ def run_sweep(cfg: DictConfig) -> dict[str, Any]:
             "n_failed": states.count(optuna.trial.TrialState.FAIL),
             "final_iterations": tuning.final_iterations,
         }
-        write_json(out_dir / BEST_PARAMS, {"search": space.name, "val_rmse": float(study.best_value),
+        write_json(out_dir / BEST_PARAMS, {"model": tuned_model, "search": space.name, "val_rmse": float(study.best_value),
                                            "tuned_keys": [*space.params, *space.fixed], "params": best})
         figures = _tuning_figures(study, space)
-        figure_paths = save_figures(figures, layout.figures_dir(metrics_name))
-        write_json(layout.metrics_file(metrics_name), metrics)
+        figure_paths = save_figures(figures, layout.outputs.figures_dir(metrics_name))
+        write_json(layout.outputs.metrics_file(metrics_name), metrics)
         parent.log_metrics(numeric_metrics(metrics))
-        parent.log_artifacts([layout.metrics_file(metrics_name), out_dir / BEST_PARAMS, *figure_paths])
+        parent.log_artifacts([layout.outputs.metrics_file(metrics_name), out_dir / BEST_PARAMS, *figure_paths])
     return metrics
 
 

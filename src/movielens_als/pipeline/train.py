@@ -44,7 +44,7 @@ def run_training(cfg: DictConfig, stage: str) -> dict[str, Any]:
     # A model trained with a sweep's parameters is written under its own name (<stage>_tuned).
     output = f"{stage}_tuned" if tuned_space else stage
     with stage_run(cfg, output, ["dataset", "split", "model", "tuned"]) as tracker:
-        tuned = load_best_params(layout, tuned_space) if tuned_space else None
+        tuned = load_best_params(layout, tuned_space, model=stage) if tuned_space else None
         params = als_params(cfg.model, tuned)
         split = load_split(layout.split_dir)
         movie_genres, genre_names = None, None
@@ -71,9 +71,9 @@ def run_training(cfg: DictConfig, stage: str) -> dict[str, Any]:
         fit_seconds = time.perf_counter() - started
 
         curve = pd.DataFrame(rows)
-        with atomic_path(layout.curve_file(output)) as tmp:
+        with atomic_path(layout.outputs.curve_file(output)) as tmp:
             curve.to_csv(tmp, index=False)
-        with atomic_path(layout.model_dir(output)) as tmp:
+        with atomic_path(layout.outputs.model_dir(output)) as tmp:
             tmp.mkdir(parents=True)
             save_model(result.model, tmp / "model")
 
@@ -98,12 +98,12 @@ def run_training(cfg: DictConfig, stage: str) -> dict[str, Any]:
             genre_figures, genre_stats = _genre_outputs(result.model.genre_factors, genre_names)
             figures.update(genre_figures)
             metrics["genres"] = genre_stats
-        figure_paths = save_figures(figures, layout.figures_dir(output))
-        write_json(layout.metrics_file(output), metrics)
+        figure_paths = save_figures(figures, layout.outputs.figures_dir(output))
+        write_json(layout.outputs.metrics_file(output), metrics)
 
         # Per-iteration keys already hold their final value as the last step.
         tracker.log_metrics({k: v for k, v in numeric_metrics(metrics).items() if k not in curve.columns})
-        tracker.log_artifacts([layout.metrics_file(output), layout.curve_file(output), *figure_paths])
+        tracker.log_artifacts([layout.outputs.metrics_file(output), layout.outputs.curve_file(output), *figure_paths])
     return metrics
 
 

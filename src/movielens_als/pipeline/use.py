@@ -41,11 +41,11 @@ def run_analysis(cfg: DictConfig) -> dict[str, Any]:
             pca_movie_ids=pca_ids,
         )
         summary = {"model": options.model, **factor_summary(analysis)}
-        figure_paths = save_figures(factor_figures(analysis), layout.figures_dir("analysis"))
-        write_json(layout.metrics_file("analysis"), summary)
+        figure_paths = save_figures(factor_figures(analysis), layout.outputs.figures_dir("analysis"))
+        write_json(layout.outputs.metrics_file("analysis"), summary)
         overall = summary.get("variance_vs_norm", {})
         tracker.log_metrics({f"variance_vs_norm_{k}": v for k, v in overall.items() if isinstance(v, int | float)})
-        tracker.log_artifacts([layout.metrics_file("analysis"), *figure_paths])
+        tracker.log_artifacts([layout.outputs.metrics_file("analysis"), *figure_paths])
     return summary
 
 
@@ -94,12 +94,12 @@ def run_ranking(cfg: DictConfig) -> dict[str, Any]:
         )
         if priors:
             table["popularity_prior"] = priors
-        write_json(layout.metrics_file("ranking"), table)
+        write_json(layout.outputs.metrics_file("ranking"), table)
         for name, row in table.items():
             tracker.log_metrics(
                 {_metric_key(f"{name}.{metric}"): value for metric, value in row.items() if isinstance(value, int | float)}
             )
-        tracker.log_artifacts([layout.metrics_file("ranking")])
+        tracker.log_artifacts([layout.outputs.metrics_file("ranking")])
     return table
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -13,8 +12,6 @@ from omegaconf import DictConfig
 
 from movielens_als.config.compose import conf_dir
 from movielens_als.errors import MovieLensError
-
-log = logging.getLogger("movielens_als")
 
 ERROR_EXIT_CODE = 2
 
@@ -34,14 +31,18 @@ def hydra_entry(
             sys.exit(ERROR_EXIT_CODE)
 
     def main() -> None:
+        # Name the job after the stage (Hydra would call every stage "_entry" in its logs).
+        if not any(arg.startswith("hydra.job.name=") for arg in sys.argv[1:]):
+            sys.argv.append(f"hydra.job.name={stage}")
         hydra.main(config_path=str(conf_dir()), config_name=config_name, version_base=None)(task)()
 
     return main
 
 
 def _isolate_multirun_job(cfg: DictConfig) -> DictConfig:
-    """A multirun job writes results and reports into its own job folder, so jobs neither
-    overwrite each other nor the DVC pipeline's outputs; inputs still come from paths.data."""
+    """A multirun job writes everything into its own job folder (``paths.outputs``), so jobs
+    neither overwrite each other nor the DVC pipeline's outputs; inputs still come from the
+    pipeline's folders (``paths.data``, ``paths.results``)."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
     from omegaconf import open_dict
@@ -50,6 +51,5 @@ def _isolate_multirun_job(cfg: DictConfig) -> DictConfig:
         return cfg
     job_dir = Path(HydraConfig.get().runtime.output_dir)
     with open_dict(cfg):
-        cfg.paths.results = str(job_dir / "data")
-        cfg.paths.reports = str(job_dir / "reports")
+        cfg.paths.outputs = str(job_dir)
     return cfg

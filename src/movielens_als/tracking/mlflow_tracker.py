@@ -93,8 +93,8 @@ class StageTracker(NullTracker):
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         import mlflow
 
-        finite = {k: float(v) for k, v in metrics.items() if v is not None}
-        mlflow.log_metrics(finite, step=step)
+        values = {k: float(v) for k, v in metrics.items() if v is not None}
+        mlflow.log_metrics(values, step=step)
 
     def log_metric_series(self, series: Mapping[str, Sequence[float]], first_step: int = 1) -> None:
         """Log whole per-step series in one request (one store commit, not one per step)."""

@@ -110,6 +110,9 @@ def run_study(
     )
     for stale in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         study.tell(stale.number, state=optuna.trial.TrialState.FAIL)
+    # A resumed study continues from a seed of its own, so its next trials do not replay the
+    # random start-up draws of the first run.
+    study.sampler = optuna.samplers.TPESampler(seed=seed + len(study.trials))
     remaining = n_trials - len(study.get_trials(deepcopy=False, states=FINISHED))
 
     def objective(trial: optuna.Trial) -> float:
