@@ -88,7 +88,8 @@ def run_sweep(cfg: DictConfig) -> dict[str, Any]:
     layout = Layout.from_config(cfg)
     tuned_model = "genre_als" if _tunes_genre_model(cfg) else "als"
     out_dir = layout.outputs.tuning_dir(tuned_model, space.name)
-    metrics_name = f"sweep_{space.name}"
+    # reports/…/sweep_<space> for the pipeline's ALS sweeps, sweep_genre_als_<space> for genre ALS
+    metrics_name = f"sweep_{space.name}" if tuned_model == "als" else f"sweep_{tuned_model}_{space.name}"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
     with stage_run(cfg, "sweep", ["dataset", "split", "model", "search", "tuning"]) as parent:
