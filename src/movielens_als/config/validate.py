@@ -8,7 +8,6 @@ from omegaconf import DictConfig
 
 from movielens_als.errors import ConfigError
 
-MODEL_STAGES = ("bias", "als", "genre_als")
 SPLIT_METHODS = ("random", "temporal")
 
 
@@ -22,11 +21,8 @@ def validate(cfg: DictConfig, stage: str | None = None) -> None:
         raise ConfigError(f"dataset.name: unknown dataset {name!r}; known: {known}")
     _validate_split(cfg)
     _validate_sections(cfg)
-    if "model" in cfg:
+    if "model" in cfg:  # the stage's own model (params.yaml's <stage>.model, lifted by the stage)
         validate_model(cfg.model, prefix="model", stage=stage)
-    for model_stage in MODEL_STAGES:
-        if model_stage in cfg and "model" in cfg[model_stage]:
-            validate_model(cfg[model_stage].model, prefix=f"{model_stage}.model", stage=model_stage)
 
 
 def validate_model(model: Any, *, prefix: str = "model", stage: str | None = None) -> None:

@@ -35,19 +35,22 @@ def stage_view(cfg: DictConfig, stage: str) -> DictConfig:
 
 
 @contextlib.contextmanager
-def stage_run(cfg: DictConfig, stage: str, sections: Iterable[str]) -> Iterator[NullTracker]:
-    """Validate ``cfg`` and open the stage's MLflow run, logging the sections it reads."""
+def stage_run(
+    cfg: DictConfig, stage: str, sections: Iterable[str], run_name: str | None = None
+) -> Iterator[NullTracker]:
+    """Validate ``cfg`` for ``stage`` and open its MLflow run (named ``run_name``, default the
+    stage), logging the config sections it reads."""
     validate(cfg, stage)
     layout = Layout.from_config(cfg)
     params = flatten_config({key: cfg[key] for key in sections if key in cfg})
     tags = {
-        "stage": stage,
+        "stage": run_name or stage,
         "dataset": str(cfg.dataset.name),
         "git_commit": git_commit(),
     }
     if stage not in ("download", "index", "split"):  # the split this run reads
         tags["split_dvc_hash"] = dvc_out_hash(layout.split_dir)
-    with open_tracker(cfg, stage, params, tags) as tracker:
+    with open_tracker(cfg, run_name or stage, params, tags) as tracker:
         yield tracker
 
 

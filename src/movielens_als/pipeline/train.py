@@ -43,7 +43,7 @@ def run_training(cfg: DictConfig, stage: str) -> dict[str, Any]:
     tuned_space = cfg.get("tuned")
     # A model trained with a sweep's parameters is written under its own name (<stage>_tuned).
     output = f"{stage}_tuned" if tuned_space else stage
-    with stage_run(cfg, output, ["dataset", "split", "model", "tuned"]) as tracker:
+    with stage_run(cfg, stage, ["dataset", "split", "model", "tuned"], run_name=output) as tracker:
         tuned = load_best_params(layout, tuned_space, model=stage) if tuned_space else None
         params = als_params(cfg.model, tuned)
         split = load_split(layout.split_dir)
