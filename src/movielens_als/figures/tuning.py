@@ -16,10 +16,9 @@ def optimisation_history_figure(trial_numbers: np.ndarray, values: np.ndarray, *
     numbers, scores = np.asarray(trial_numbers)[order], np.asarray(values)[order]
     ax.scatter(numbers, scores, s=14, color="tab:blue", alpha=0.7, label="trial (validation RMSE)")
     if len(scores):
-        ax.step(numbers, np.minimum.accumulate(scores), where="post", color="tab:red", label="best so far")
         best = int(np.argmin(scores))
-        ax.annotate(f"best {scores[best]:.4f}", (numbers[best], scores[best]), textcoords="offset points",
-                    xytext=(6, -12), fontsize=8, color="tab:red")
+        ax.step(numbers, np.minimum.accumulate(scores), where="post", color="tab:red",
+                label=f"best so far (final {scores[best]:.4f}, trial {numbers[best]})")
     ax.set_xlabel("trial")
     ax.set_ylabel("validation RMSE")
     ax.set_title(title)
@@ -50,13 +49,11 @@ def rmse_vs_k_figure(ks: np.ndarray, train_rmse: np.ndarray, test_rmse: np.ndarr
     ax = figure.add_subplot()
     order = np.argsort(ks)
     ks, train_rmse, test_rmse = np.asarray(ks)[order], np.asarray(train_rmse)[order], np.asarray(test_rmse)[order]
+    lowest = int(np.argmin(test_rmse))
     ax.plot(ks, train_rmse, marker="o", label="train RMSE")
-    ax.plot(ks, test_rmse, marker="s", label="test RMSE")
+    ax.plot(ks, test_rmse, marker="s", label=f"test RMSE (lowest {test_rmse[lowest]:.4f} at K={int(ks[lowest])})")
     ax.set_xscale("log", base=2)
     ax.set_xticks(ks, [str(int(k)) for k in ks])
-    best = int(np.argmin(test_rmse))
-    ax.annotate(f"best test {test_rmse[best]:.4f} (K={int(ks[best])})", (ks[best], test_rmse[best]),
-                textcoords="offset points", xytext=(0, 10), ha="center", fontsize=8)
     ax.set_xlabel("latent factors K (log₂ scale)")
     ax.set_ylabel("RMSE")
     ax.set_title(title)
