@@ -25,7 +25,12 @@ import numpy as np
 from numba import njit, prange
 
 from movielens_als.core import kernels
-from movielens_als.core.fit import row_schedule, single_threaded_blas, update_rows
+from movielens_als.core.fit import (
+    cache_aligned,
+    row_schedule,
+    single_threaded_blas,
+    update_rows,
+)
 from movielens_als.sparse import CSR
 from notebook_als_baseline import notebook_half_step
 
@@ -105,11 +110,12 @@ def bench_core(
     mu = float(np.mean(by_user.data, dtype=np.float64))
     user_bias = np.zeros(by_user.n_rows, dtype=np.float32)
     item_bias = np.zeros(by_item.n_rows, dtype=np.float32)
-    user_factors = (rng.standard_normal((by_user.n_rows, n_factors)) / np.sqrt(n_factors)).astype(
-        np.float32
+    # aligned like fit.init_factors allocates them
+    user_factors = cache_aligned(
+        (rng.standard_normal((by_user.n_rows, n_factors)) / np.sqrt(n_factors)).astype(np.float32)
     )
-    item_factors = (rng.standard_normal((by_item.n_rows, n_factors)) / np.sqrt(n_factors)).astype(
-        np.float32
+    item_factors = cache_aligned(
+        (rng.standard_normal((by_item.n_rows, n_factors)) / np.sqrt(n_factors)).astype(np.float32)
     )
     user_schedule = row_schedule(by_user.row_counts(), n_factors)
     item_schedule = row_schedule(by_item.row_counts(), n_factors)

@@ -24,7 +24,7 @@ from movielens_als.core import (
     rmse,
     save_model,
 )
-from movielens_als.core.fit import init_factors
+from movielens_als.core.fit import CACHE_LINE_BYTES, init_factors
 from movielens_als.errors import ConfigError, DataError
 from movielens_als.sparse import CSR, RatingMatrix, Ratings
 
@@ -216,6 +216,22 @@ def test_same_seed_same_model_other_seed_differs():
     other = fit(train, params_for("als", iterations=2, seed=6)).model
     assert np.array_equal(first.user_factors, second.user_factors)
     assert not np.array_equal(first.user_factors, other.user_factors)
+
+
+@pytest.mark.parametrize("init", ["normal", "zeros"])
+def test_initial_factors_are_cache_line_aligned_and_seeded(init):
+    params = params_for("als", init=init, seed=3)
+    user_factors, item_factors, _ = init_factors(params, 37, 29, None)
+    for factors, n_rows in ((user_factors, 37), (item_factors, 29)):
+        assert factors.ctypes.data % CACHE_LINE_BYTES == 0
+        assert factors.flags.c_contiguous and factors.dtype == np.float32
+        assert factors.shape == (n_rows, params.K)
+    if init == "normal":
+        rng = np.random.default_rng(3)
+        expected = rng.normal(0.0, 1.0 / np.sqrt(params.K), size=(37, params.K))
+        assert np.array_equal(user_factors, expected.astype(np.float32))
+    else:
+        assert not user_factors.any() and not item_factors.any()
 
 
 _DETERMINISM_SCRIPT = textwrap.dedent(
