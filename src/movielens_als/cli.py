@@ -19,7 +19,7 @@ from typing import Any
 
 from movielens_als.errors import MovieLensError
 
-MODEL_STAGES = ("als", "genre_als", "bias")
+MODEL_STAGES = ("als", "genre_als", "als_tuned", "genre_als_tuned", "bias")
 
 
 def build_parser() -> argparse.ArgumentParser:
