@@ -10,7 +10,7 @@ from omegaconf import DictConfig
 
 from movielens_als.atomic import write_json
 from movielens_als.errors import DataError
-from movielens_als.pipeline.common import numeric_metrics, save_figures, stage_run, stage_view
+from movielens_als.pipeline.common import numeric_metrics, save_figures, stage_run
 from movielens_als.pipeline.layout import Layout
 from movielens_als.pipeline.sweep import load_best_params
 
@@ -21,7 +21,6 @@ def run_kgrid(cfg: DictConfig) -> dict[str, Any]:
     from movielens_als.core.model import ALSParams
     from movielens_als.data.split import load_split
 
-    cfg = stage_view(cfg, "kgrid")
     grid = cfg.kgrid
     Ks = [int(grid.K)] if grid.K is not None else [int(k) for k in grid.Ks]
     layout = Layout.from_config(cfg)
@@ -61,7 +60,6 @@ def run_kgrid_report(cfg: DictConfig) -> dict[str, Any]:
     """Collect every K's result into ``kgrid.json`` and draw RMSE against K."""
     from movielens_als.figures.tuning import rmse_vs_k_figure
 
-    cfg = stage_view(cfg, "kgrid")
     layout = Layout.from_config(cfg)
     with stage_run(cfg, "kgrid_report", ["dataset", "kgrid"]) as tracker:
         table: dict[str, Any] = {}
