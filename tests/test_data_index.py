@@ -133,6 +133,19 @@ def test_ratings_off_the_release_scale_are_refused():
         build_index(ratings, MOVIES, get_release("ml-1m"))
 
 
+def test_negative_timestamps_are_refused():
+    """Frames that did not come through read_ratings meet the same policy: refused."""
+    ratings = ratings_frame([(1, 5, 4.0, 0), (2, 50, 4.5, -7), (3, 500, 1.0, -8)])
+    with pytest.raises(
+        DataError,
+        match=r"ml-latest-small: timestamp -7 of userId 2, movieId 50 \(row 1\) is negative "
+        r"\(before 1970-01-01; 2 negative in all\)",
+    ):
+        build_index(ratings, MOVIES, LATEST)
+    _, metrics = build_index(ratings_frame([(1, 5, 4.0, 0)]), MOVIES, LATEST)
+    assert metrics["timestamp_min"] == 0  # zero is a time like any other
+
+
 def test_no_ratings_is_an_error():
     with pytest.raises(DataError, match=r"no ratings"):
         build_index(ratings_frame([]), MOVIES, LATEST)

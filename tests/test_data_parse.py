@@ -309,3 +309,33 @@ def test_large_file_matches_pandas(tmp_path):
     expected.to_csv(tmp_path / "ratings.csv", index=False)
     write_files(tmp_path, {"movies.csv": LATEST_MOVIES})
     pd.testing.assert_frame_equal(read_ratings(LATEST, tmp_path), expected)
+
+
+@pytest.mark.parametrize(
+    ("release", "name", "content", "line"),
+    [
+        # header = line 1, 5 rows, blank line 7, the negative one on line 8
+        (LATEST, "ratings.csv", LATEST_RATINGS + "\n9,10,4.0,-964982703\n9,20,4.0,-1\n", 8),
+        (ML1M, "ratings.dat", "1::1::5::978300760\n\n1::2::3::-1\n", 3),
+        (ML100K, "u.data", "196\t242\t3\t-881250949\n", 1),
+    ],
+)
+def test_negative_timestamp_is_refused_naming_the_line(tmp_path, release, name, content, line):
+    """The policy (read_ratings' docstring): refused, never silently kept."""
+    folder = write_files(tmp_path, {name: content})
+    with pytest.raises(
+        DataError, match=rf"{name}: line {line}: timestamp -\d+ is negative"
+    ) as info:
+        read_ratings(release, folder)
+    assert "1970-01-01" in str(info.value)
+
+
+def test_negative_timestamps_are_counted_in_the_message(tmp_path):
+    bad = LATEST_RATINGS + "9,10,4.0,-5\n9,20,4.0,-6\n"
+    with pytest.raises(DataError, match=r"line 7: timestamp -5 .*\(2 negative timestamps in all\)"):
+        read_ratings(LATEST, latest_folder(tmp_path, ratings=bad))
+
+
+def test_timestamp_zero_is_accepted(tmp_path):
+    ratings = read_ratings(LATEST, latest_folder(tmp_path, ratings=LATEST_RATINGS + "9,10,4.0,0\n"))
+    assert ratings["timestamp"].tolist()[-1] == 0

@@ -80,7 +80,10 @@ def build_index(
     Duplicate (user, movie) pairs keep the rating with the latest timestamp (ties: the last
     in the file); ratings of movies absent from the movie table are kept with title ``""``
     and no genre. Both are counted in the metrics and logged as warnings. The genre
-    vocabulary is the sorted set of genres of the indexed (rated) movies.
+    vocabulary is the sorted set of genres of the indexed (rated) movies. A negative
+    timestamp is a :class:`DataError` (the policy of
+    :func:`movielens_als.data.parse.read_ratings`, which refuses it naming the line; checked
+    again here for frames that come from elsewhere), so ``timestamp_min`` is never negative.
 
     Returns the index and its metrics: ``n_ratings``, ``n_users``, ``n_movies``,
     ``n_genres``, ``sparsity``, ``rating_histogram`` (rating → count over the release's
@@ -99,6 +102,14 @@ def build_index(
             f"{release.name}: rating {float(rating[off_scale]):g} of userId "
             f"{user_ids[user[off_scale]]}, movieId {movie_ids[item[off_scale]]} (row "
             f"{off_scale}) is off the scale {release.rating_scale}"
+        )
+    negative = np.flatnonzero(timestamp < 0)
+    if len(negative):
+        row = int(negative[0])
+        raise DataError(
+            f"{release.name}: timestamp {int(timestamp[row])} of userId {user_ids[user[row]]}, "
+            f"movieId {movie_ids[item[row]]} (row {row}) is negative (before 1970-01-01; "
+            f"{len(negative)} negative in all); MovieLens times are seconds since then"
         )
 
     superseded = superseded_duplicates(user, item, timestamp, len(user_ids), len(movie_ids))

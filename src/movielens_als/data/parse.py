@@ -55,6 +55,12 @@ def read_ratings(release: Release | str, folder: str | os.PathLike[str]) -> pd.D
     ``timestamp`` (int64), one row per line, in file order. Every rating is checked against
     the release's scale (NaN, off the range or off the step is a :class:`DataError` naming
     the line).
+
+    A negative timestamp is refused too (a :class:`DataError` naming the line), not counted
+    and kept: MovieLens timestamps are seconds since 1970-01-01 UTC and its first rating is
+    from 1995, so a negative one means a corrupt or hand-edited file, and the ratings are
+    ordered by it (the latest of a duplicate pair wins, the temporal split tests on each
+    user's latest), where a wrong time would silently move a rating. Zero is accepted.
     """
     release = _as_release(release)
     path = _required_file(folder, release.ratings_file, "ratings")
@@ -75,6 +81,7 @@ def read_ratings(release: Release | str, folder: str | os.PathLike[str]) -> pd.D
         raise DataError(f"{path}: the ratings file holds no ratings (only a header or blank lines)")
     frame = _table_to_frame(table, path, header_lines)
     _check_scale(frame["rating"].to_numpy(), release, path, header_lines)
+    _check_timestamps(frame["timestamp"].to_numpy(), path, header_lines)
     return frame
 
 
@@ -344,6 +351,18 @@ def _check_scale(ratings: np.ndarray, release: Release, path: Path, header_lines
         raise DataError(
             f"{path}: line {line}: rating {float(ratings[row]):g} is off the {release.name} scale "
             f"({low:g} to {high:g} in steps of {step:g})"
+        )
+
+
+def _check_timestamps(timestamps: np.ndarray, path: Path, header_lines: int) -> None:
+    negative = np.flatnonzero(timestamps < 0)
+    if len(negative):
+        row = int(negative[0])
+        line = _physical_line(path.read_bytes(), header_lines + row + 1)
+        raise DataError(
+            f"{path}: line {line}: timestamp {int(timestamps[row])} is negative (before "
+            f"1970-01-01); MovieLens times are seconds since then, so the file is corrupt "
+            f"({len(negative)} negative timestamp{'s' if len(negative) > 1 else ''} in all)"
         )
 
 
