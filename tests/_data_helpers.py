@@ -1,9 +1,14 @@
-"""Helpers for the data-layer tests: release files, archives, a local HTTP server."""
+"""Helpers for the data-layer tests: release files, archives, a local HTTP(S) server."""
 
 from __future__ import annotations
 
 import hashlib
 import io
+import os
+import ssl
+import struct
+import sys
+import tempfile
 import threading
 import zipfile
 from collections.abc import Iterator
@@ -29,6 +34,40 @@ LATEST_MOVIES = (
     "30,Ghost: The Return (2001),(no genres listed)\n"
     "40,Never Rated (1999),Drama\n"
 )
+
+# A self-signed certificate for 127.0.0.1 / localhost (valid 2000-2999) and its key, for the
+# loopback HTTPS server: the tests download over TLS, as fetch_release does for real, trusting
+# it through $SSL_CERT_FILE. A test key, useless anywhere else.
+TEST_CERT = """\
+-----BEGIN CERTIFICATE-----
+MIIB4TCCAYigAwIBAgIUC67yhThsmj6tT+Lmq/9solXFysMwCgYIKoZIzj0EAwIw
+JDEiMCAGA1UEAwwZbW92aWVsZW5zLWFscyB0ZXN0IHNlcnZlcjAgFw0wMDAxMDEw
+MDAwMDBaGA8yOTk5MTIzMTAwMDAwMFowJDEiMCAGA1UEAwwZbW92aWVsZW5zLWFs
+cyB0ZXN0IHNlcnZlcjBZMBMGByqGSM49AgEGCCqGSM49AwEHA0IABBqsOr+GDIMD
+u9MOl4ZoT+7GcWAaBCePCZDZF5IFl47vcEQZCgyfA7rYgyvZEZLxDdtbpvZbVbCJ
+6OB0VkSWqSujgZUwgZIwGgYDVR0RBBMwEYcEfwAAAYIJbG9jYWxob3N0MA8GA1Ud
+EwEB/wQFMAMBAf8wDgYDVR0PAQH/BAQDAgKEMBMGA1UdJQQMMAoGCCsGAQUFBwMB
+MB0GA1UdDgQWBBRc72FHWT+7oFolrpxyL7+8K/eSIzAfBgNVHSMEGDAWgBRc72FH
+WT+7oFolrpxyL7+8K/eSIzAKBggqhkjOPQQDAgNHADBEAiA3Bu7YAF2Tmjj0GfnR
+0iUznhyYnMTxIWshcrB6H6HMSwIgIpy9cndxSyZLBlTfXeJ8iPIvhau8XMnEYmSR
+2NYKJcc=
+-----END CERTIFICATE-----
+"""
+TEST_KEY = """\
+-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgUV1VkaIAdB2Z4dPI
+7xrbHGq/yvD/KEspXVOQWSke8vmhRANCAAQarDq/hgyDA7vTDpeGaE/uxnFgGgQn
+jwmQ2ReSBZeO73BEGQoMnwO62IMr2RGS8Q3bW6b2W1WwiejgdFZElqkr
+-----END PRIVATE KEY-----
+"""
+
+
+def write_test_ca(folder: Path) -> Path:
+    """Write :data:`TEST_CERT` into ``folder``; point ``SSL_CERT_FILE`` at the result."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "test-ca.pem"
+    path.write_text(TEST_CERT)
+    return path
 
 
 def write_files(folder: Path, files: dict[str, str | bytes], encoding: str = "utf-8") -> Path:
@@ -66,6 +105,25 @@ def make_zip(
     return buffer.getvalue()
 
 
+def declare_size(archive: bytes, member: str, size: int) -> bytes:
+    """``archive`` with ``member``'s uncompressed size rewritten to ``size`` (< 4 GiB) in its
+    local header and its central directory entry: a small zip that claims far more."""
+    data = bytearray(archive)
+    name = member.encode()
+    # (signature, offset of the uncompressed size, of the name length, of the name)
+    for signature, size_at, length_at, name_at in (
+        (b"PK\x03\x04", 22, 26, 30),
+        (b"PK\x01\x02", 24, 28, 46),
+    ):
+        position = data.find(signature)
+        while position >= 0:
+            (length,) = struct.unpack_from("<H", data, position + length_at)
+            if data[position + name_at : position + name_at + length] == name:
+                struct.pack_into("<I", data, position + size_at, size)
+            position = data.find(signature, position + 4)
+    return bytes(data)
+
+
 def md5_line(data: bytes, name: str) -> bytes:
     return f"{hashlib.md5(data).hexdigest()}  {name}\n".encode()
 
@@ -76,11 +134,13 @@ class ArchiveServer:
 
     ``drop_after``/``drops_left``: send only that many body bytes, then cut the connection,
     for the next ``drops_left`` responses to a zip. ``honour_range=False`` answers every
-    request with the whole file (as servers without Range support do).
+    request with the whole file (as servers without Range support do). ``redirects``: path →
+    URL answered with a 302 to that URL (checked before ``files``).
     """
 
     files: dict[str, bytes]
     url: str = ""
+    redirects: dict[str, str] = field(default_factory=dict)
     drop_after: int = 0
     drops_left: int = 0
     honour_range: bool = True
@@ -96,6 +156,12 @@ def _handler(state: ArchiveServer):
             name = self.path.lstrip("/")
             range_header = self.headers.get("Range")
             state.requests.append((name, range_header))
+            if name in state.redirects:
+                self.send_response(302)
+                self.send_header("Location", state.redirects[name])
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             if name not in state.files:
                 self.send_error(404, "Not Found")
                 return
@@ -124,19 +190,46 @@ def _handler(state: ArchiveServer):
                 self.wfile.write(body[: state.drop_after])
                 self.wfile.flush()
                 self.close_connection = True
+                if isinstance(self.connection, ssl.SSLSocket):
+                    # a clean TLS close, so the client keeps every byte it was sent
+                    self.connection.settimeout(5)
+                    try:
+                        self.connection.unwrap()
+                    except OSError:
+                        pass  # the client closed first
                 return
             self.wfile.write(body)
 
     return Handler
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        """A client that refuses the certificate or hangs up is a test's point, not news."""
+        if not isinstance(sys.exc_info()[1], ssl.SSLError | ConnectionError):
+            super().handle_error(request, client_address)
+
+
 @contextmanager
-def serve(files: dict[str, bytes]) -> Iterator[ArchiveServer]:
-    """Serve ``files`` (path → bytes) on 127.0.0.1 at an ephemeral port."""
+def serve(files: dict[str, bytes], *, tls: bool = True) -> Iterator[ArchiveServer]:
+    """Serve ``files`` (path → bytes) on 127.0.0.1 at an ephemeral port, over HTTPS with
+    :data:`TEST_CERT` unless ``tls`` is False (plain HTTP)."""
     state = ArchiveServer(files)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
-    server.daemon_threads = True
-    state.url = f"http://127.0.0.1:{server.server_address[1]}"
+    server = _Server(("127.0.0.1", 0), _handler(state))
+    if tls:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        with tempfile.TemporaryDirectory() as folder:
+            certfile, keyfile = os.path.join(folder, "cert.pem"), os.path.join(folder, "key.pem")
+            Path(certfile).write_text(TEST_CERT)
+            Path(keyfile).write_text(TEST_KEY)
+            context.load_cert_chain(certfile, keyfile)
+        # the handshake happens in the handler's thread, not in the accepting loop
+        server.socket = context.wrap_socket(
+            server.socket, server_side=True, do_handshake_on_connect=False
+        )
+    state.url = f"{'https' if tls else 'http'}://127.0.0.1:{server.server_address[1]}"
     thread = threading.Thread(
         target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
     )

@@ -1,7 +1,8 @@
-"""fetch_release against a local HTTP server, file:// URLs and mirror folders."""
+"""fetch_release against a local HTTPS (and HTTP) server, file:// URLs and mirror folders."""
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import socket
@@ -11,9 +12,24 @@ from pathlib import Path
 
 import pytest
 
-from _data_helpers import LATEST_MOVIES, LATEST_RATINGS, make_zip, md5_line, serve, write_files
+from _data_helpers import (
+    LATEST_MOVIES,
+    LATEST_RATINGS,
+    declare_size,
+    make_zip,
+    md5_line,
+    serve,
+    write_files,
+    write_test_ca,
+)
 from movielens_als.data import download
-from movielens_als.data.download import MANIFEST, fetch_release, is_fetched
+from movielens_als.data.download import MANIFEST, ExtractionLimits, fetch_release, is_fetched
+from movielens_als.data.registry import (
+    DEFAULT_MAX_UNPACKED_BYTES,
+    MAX_COMPRESSION_RATIO,
+    UNPACKED_SAFETY_FACTOR,
+    get_release,
+)
 from movielens_als.errors import ConfigError, DataError, DownloadError
 
 NAME = "ml-latest-small"
@@ -22,9 +38,12 @@ FILES = {"ratings.csv": LATEST_RATINGS, "movies.csv": LATEST_MOVIES, "README.txt
 
 
 @pytest.fixture(autouse=True)
-def no_env_mirror(monkeypatch):
-    """The developer's own $MOVIELENS_MIRROR must not leak into these tests."""
+def no_env_mirror(monkeypatch, tmp_path_factory):
+    """The developer's own $MOVIELENS_MIRROR / $MOVIELENS_ALLOW_HTTP must not leak into these
+    tests; the loopback HTTPS server's certificate is trusted (as a private CA would be)."""
     monkeypatch.delenv(download.MIRROR_ENV, raising=False)
+    monkeypatch.delenv(download.ALLOW_HTTP_ENV, raising=False)
+    monkeypatch.setenv("SSL_CERT_FILE", str(write_test_ca(tmp_path_factory.mktemp("ca"))))
 
 
 def big_archive() -> bytes:
@@ -49,7 +68,7 @@ def assert_nothing_left(raw: Path) -> None:
     assert leftovers == [], leftovers
 
 
-def test_http_download_with_published_md5(tmp_path, capsys):
+def test_https_download_with_published_md5(tmp_path, capsys):
     archive = make_zip(FILES)
     with serve({ARCHIVE: archive, f"{ARCHIVE}.md5": md5_line(archive, ARCHIVE)}) as server:
         folder = fetch_release(NAME, tmp_path / "raw", base_url=server.url, progress=True)
@@ -145,7 +164,7 @@ def test_skips_when_already_fetched_and_refetches_when_changed(tmp_path):
 
 
 def test_offline_without_mirror_says_how_to_set_one(tmp_path, monkeypatch):
-    monkeypatch.setattr(download, "GROUPLENS_BASE_URL", "http://127.0.0.1:1")
+    monkeypatch.setattr(download, "GROUPLENS_BASE_URL", "https://127.0.0.1:1")
     with pytest.raises(DownloadError) as info:
         fetch_release(NAME, tmp_path / "raw", progress=False, timeout=2)
     message = str(info.value)
@@ -165,7 +184,7 @@ def test_network_timeout_is_configurable(tmp_path):
             fetch_release(
                 NAME,
                 tmp_path,
-                base_url=f"http://127.0.0.1:{silent.getsockname()[1]}",
+                base_url=f"https://127.0.0.1:{silent.getsockname()[1]}",
                 progress=False,
                 timeout=0.5,
             )
@@ -220,10 +239,100 @@ def test_env_mirror_is_used(tmp_path, monkeypatch):
     assert_release(fetch_release(NAME, tmp_path / "raw", progress=False))
 
 
-def test_http_mirror_url(tmp_path):
+def test_https_mirror_url(tmp_path):
     with serve({ARCHIVE: make_zip(FILES)}) as server:
         folder = fetch_release(NAME, tmp_path, mirror=server.url + "/", progress=False)
     assert_release(folder)
+
+
+def test_untrusted_certificate_is_refused(tmp_path, monkeypatch):
+    monkeypatch.delenv("SSL_CERT_FILE")
+    with serve({ARCHIVE: make_zip(FILES)}) as server:
+        with pytest.raises(DownloadError, match=r"CERTIFICATE_VERIFY_FAILED"):
+            fetch_release(NAME, tmp_path / "raw", mirror=server.url, progress=False)
+    assert_nothing_left(tmp_path / "raw")
+
+
+# --------------------------------------------------------------------------- HTTPS only
+
+
+@pytest.mark.parametrize("allow_http", [False, True])
+def test_redirect_from_https_to_http_is_refused(tmp_path, allow_http):
+    """Opt-in or not: a source set up as https:// must not be downgraded on the way."""
+    archive = make_zip(FILES)
+    with serve({ARCHIVE: archive}, tls=False) as plain, serve({}) as secure:
+        secure.redirects[ARCHIVE] = f"{plain.url}/{ARCHIVE}"
+        with pytest.raises(DownloadError) as info:
+            fetch_release(
+                NAME, tmp_path / "raw", mirror=secure.url, progress=False, allow_http=allow_http
+            )
+    message = str(info.value)
+    assert f"{secure.url}/{ARCHIVE}" in message and f"{plain.url}/{ARCHIVE}" in message
+    assert "leaves HTTPS" in message
+    assert plain.requests == []  # never followed
+    assert_nothing_left(tmp_path / "raw")
+
+
+def test_md5_redirected_off_https_is_refused(tmp_path):
+    """The md5 is no check when it arrives over a channel that could alter it."""
+    archive = make_zip(FILES)
+    with (
+        serve({f"{ARCHIVE}.md5": md5_line(archive, ARCHIVE)}, tls=False) as plain,
+        serve({ARCHIVE: archive}) as secure,
+    ):
+        secure.redirects[f"{ARCHIVE}.md5"] = f"{plain.url}/{ARCHIVE}.md5"
+        with pytest.raises(
+            DownloadError, match=rf"/{ARCHIVE}\.md5: the server redirects .* to http://.*HTTPS"
+        ):
+            fetch_release(NAME, tmp_path / "raw", base_url=secure.url, progress=False)
+    assert plain.requests == []
+    assert_nothing_left(tmp_path / "raw")  # the downloaded .part is gone too
+
+
+def test_redirect_that_stays_on_https_is_followed(tmp_path):
+    archive = make_zip(FILES)
+    with serve({ARCHIVE: archive}) as second, serve({}) as first:
+        first.redirects[ARCHIVE] = f"{second.url}/{ARCHIVE}"
+        folder = fetch_release(NAME, tmp_path, mirror=first.url, progress=False)
+    assert_release(folder)
+    assert second.requests[0] == (ARCHIVE, None)
+
+
+@pytest.mark.parametrize("origin", ["mirror", "base_url", "env"])
+def test_http_source_is_refused_without_opt_in(tmp_path, monkeypatch, origin):
+    with serve({ARCHIVE: make_zip(FILES)}, tls=False) as plain:
+        kwargs = {"mirror": plain.url} if origin == "mirror" else {}
+        if origin == "base_url":
+            kwargs = {"base_url": plain.url}
+        if origin == "env":
+            monkeypatch.setenv(download.MIRROR_ENV, plain.url)
+        with pytest.raises(ConfigError) as info:
+            fetch_release(NAME, tmp_path / "raw", progress=False, **kwargs)
+    key = {"mirror": "dataset.mirror", "base_url": "base_url", "env": "$MOVIELENS_MIRROR"}[origin]
+    message = str(info.value)
+    assert message.startswith(f"{key}: '{plain.url}' is plain http://")
+    assert "MOVIELENS_ALLOW_HTTP=1" in message and "allow_http=True" in message
+    assert plain.requests == []
+    assert_nothing_left(tmp_path / "raw")
+
+
+def test_http_mirror_works_with_opt_in(tmp_path, monkeypatch):
+    archive = make_zip(FILES)
+    with serve(
+        {ARCHIVE: archive, f"{ARCHIVE}.md5": md5_line(archive, ARCHIVE)}, tls=False
+    ) as plain:
+        assert_release(
+            fetch_release(NAME, tmp_path / "a", mirror=plain.url, progress=False, allow_http=True)
+        )
+        monkeypatch.setenv(download.ALLOW_HTTP_ENV, "1")
+        assert_release(fetch_release(NAME, tmp_path / "b", mirror=plain.url, progress=False))
+    assert [name for name, _ in plain.requests] == [ARCHIVE, f"{ARCHIVE}.md5"] * 2
+
+
+def test_allow_http_env_must_be_a_boolean(tmp_path, monkeypatch):
+    monkeypatch.setenv(download.ALLOW_HTTP_ENV, "maybe")
+    with pytest.raises(ConfigError, match=r"^\$MOVIELENS_ALLOW_HTTP: 'maybe' is not 1/true"):
+        fetch_release(NAME, tmp_path, mirror="http://127.0.0.1:1", progress=False)
 
 
 def test_extracted_mirror_folder_nested_and_normalised(tmp_path):
@@ -287,6 +396,151 @@ def test_members_escaping_the_folder_are_refused(tmp_path, extra, symlinks, why)
         fetch_release(NAME, tmp_path / "raw", mirror=mirror, progress=False)
     assert_nothing_left(tmp_path / "raw")
     assert not (tmp_path / "evil.txt").exists()
+
+
+# --------------------------------------------------------------------------- zip bombs
+
+
+def test_extraction_limits_come_from_the_registry():
+    ml1m = get_release("ml-1m")
+    assert ml1m.unpacked_bytes is not None
+    assert ExtractionLimits.for_release(ml1m) == ExtractionLimits(
+        ml1m.unpacked_bytes * UNPACKED_SAFETY_FACTOR, MAX_COMPRESSION_RATIO
+    )
+    assert ExtractionLimits.for_release(get_release("ml-latest")).max_bytes == (
+        DEFAULT_MAX_UNPACKED_BYTES
+    )
+    assert ExtractionLimits.for_release(ml1m, 1000, 5) == ExtractionLimits(1000, 5.0)
+    # the recorded size covers the real archive (the offline copy of GroupLens')
+    small = get_release(NAME)
+    assert small.unpacked_bytes is not None and 3_303_135 <= small.unpacked_bytes
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "key"),
+    [
+        ({"max_unpacked_bytes": 0}, "max_unpacked_bytes"),
+        ({"max_unpacked_bytes": -5}, "max_unpacked_bytes"),
+        ({"max_unpacked_bytes": 1.5}, "max_unpacked_bytes"),
+        ({"max_unpacked_bytes": True}, "max_unpacked_bytes"),
+        ({"max_compression_ratio": 0.5}, "max_compression_ratio"),
+        ({"max_compression_ratio": float("nan")}, "max_compression_ratio"),
+        ({"max_compression_ratio": "10"}, "max_compression_ratio"),
+    ],
+)
+def test_bad_extraction_limits_name_the_parameter(tmp_path, kwargs, key):
+    with pytest.raises(ConfigError, match=rf"^{key}: "):
+        fetch_release(NAME, tmp_path, mirror=tmp_path, progress=False, **kwargs)
+
+
+def test_archive_over_a_lowered_size_cap_is_refused(tmp_path):
+    readme = "".join(f"line {i}: the licence, at some length\n" for i in range(200))
+    archive = make_zip({**FILES, "README.txt": readme})
+    mirror = write_files(tmp_path / "mirror", {ARCHIVE: archive})
+    with pytest.raises(DownloadError) as info:
+        fetch_release(
+            NAME, tmp_path / "raw", mirror=mirror, progress=False, max_unpacked_bytes=4000
+        )
+    message = str(info.value)
+    assert message.startswith(f"{mirror / ARCHIVE}: the archive unpacks to ")
+    assert "more than the 4000 bytes" in message and "max_unpacked_bytes" in message
+    assert_nothing_left(tmp_path / "raw")
+    assert_release(
+        fetch_release(NAME, tmp_path / "raw", mirror=mirror, progress=False),
+        {**FILES, "README.txt": readme},
+    )  # the default cap lets it through
+
+
+def test_archive_declaring_gigabytes_is_refused_before_decompressing(tmp_path):
+    """A few hundred bytes that claim 3 GiB: refused on the declaration, with default caps."""
+    archive = declare_size(make_zip(FILES), f"{NAME}/README.txt", 3 << 30)
+    declared = (3 << 30) + len(LATEST_RATINGS) + len(LATEST_MOVIES)
+    assert zipfile.ZipFile(io.BytesIO(archive)).getinfo(f"{NAME}/README.txt").file_size == 3 << 30
+    with serve({ARCHIVE: archive}) as server:
+        with pytest.raises(
+            DownloadError,
+            match=rf"unpacks to {declared}\D.*more than the "
+            rf"{get_release(NAME).max_unpacked_bytes} bytes .* allowed for {NAME}",
+        ) as info:
+            fetch_release(NAME, tmp_path / "raw", base_url=server.url, progress=False)
+    assert "zip bomb" in str(info.value)
+    assert_nothing_left(tmp_path / "raw")
+
+
+def test_highly_compressible_member_trips_the_ratio_cap(tmp_path):
+    """2 MiB of zeros deflate to ~2 KiB: far under the size cap, far over the ratio cap."""
+    archive = make_zip({**FILES, "README.txt": bytes(2 << 20)})
+    assert len(archive) < 10_000
+    mirror = write_files(tmp_path / "mirror", {ARCHIVE: archive})
+    with pytest.raises(
+        DownloadError,
+        match=rf"archive member '{NAME}/README.txt' unpacks to \d+ times its compressed size "
+        rf"\({2 << 20} bytes from \d+\), more than the 100 allowed",
+    ):
+        fetch_release(NAME, tmp_path / "raw", mirror=mirror, progress=False)
+    assert_nothing_left(tmp_path / "raw")
+    folder = fetch_release(
+        NAME, tmp_path / "raw", mirror=mirror, progress=False, max_compression_ratio=5000
+    )
+    assert (folder / "README.txt").stat().st_size == 2 << 20
+
+
+def test_many_small_compressible_members_trip_the_whole_archive_ratio(tmp_path):
+    """Each member is under RATIO_MIN_BYTES (not held to the ratio); together they are."""
+    padding = {f"pad{i}.txt": bytes(600_000) for i in range(3)}
+    mirror = write_files(tmp_path / "mirror", {ARCHIVE: make_zip({**FILES, **padding})})
+    with pytest.raises(DownloadError, match=r"the archive as a whole unpacks to \d+ times"):
+        fetch_release(NAME, tmp_path / "raw", mirror=mirror, progress=False)
+    assert_nothing_left(tmp_path / "raw")
+
+
+# --------------------------------------------------------------------------- symlinks
+
+
+@pytest.mark.parametrize(
+    "link",
+    [
+        f"{NAME}/secret.txt",  # a file beside the release's
+        f"{NAME}/ratings.csv",  # one of the release's own files
+        f"{NAME}/extras",  # a folder
+        f"{NAME}/nested/secret.txt",  # deeper down
+        NAME,  # the release folder itself
+        ARCHIVE,  # the archive
+        f"{ARCHIVE}.md5",  # its md5
+    ],
+)
+def test_symlink_in_mirror_folder_is_refused(tmp_path, link):
+    """As for a link inside an archive: refused, never followed, nothing copied."""
+    outside = write_files(tmp_path / "outside", {"secret.txt": "private", **FILES})
+    archive = make_zip(FILES)
+    mirror = tmp_path / "mirror"
+    if link in (ARCHIVE, f"{ARCHIVE}.md5"):
+        write_files(outside, {ARCHIVE: archive, f"{ARCHIVE}.md5": md5_line(archive, ARCHIVE)})
+        write_files(mirror, {ARCHIVE: archive, f"{ARCHIVE}.md5": md5_line(archive, ARCHIVE)})
+    elif link != NAME:
+        write_files(mirror / NAME, FILES)
+        (mirror / NAME / "nested").mkdir()
+    mirror.mkdir(exist_ok=True)
+    (mirror / link).unlink(missing_ok=True)
+    target = outside if link in (NAME, f"{NAME}/extras") else outside / Path(link).name
+    (mirror / link).symlink_to(target)
+    with pytest.raises(DownloadError) as info:
+        fetch_release(NAME, tmp_path / "raw", mirror=mirror, progress=False)
+    assert str(info.value).startswith(f"{mirror / link}: is a symbolic link (to {target})")
+    assert "refusing to follow it" in str(info.value)
+    assert_nothing_left(tmp_path / "raw")
+
+
+def test_symlink_in_nested_extracted_folder_is_refused(tmp_path):
+    """ml-10m's files lie one folder down; a link there is found before the files are."""
+    dat_files = {"ratings.dat": "1::10::4.5::100\n", "movies.dat": "10::Movie: X (1990)::Drama\n"}
+    release_folder = write_files(tmp_path / "mirror" / "ml-10m" / "ml-10M100K", dat_files)
+    (release_folder / "passwd").symlink_to("/etc/passwd")
+    with pytest.raises(
+        DownloadError, match=r"ml-10M100K/passwd: is a symbolic link \(to /etc/passwd\)"
+    ):
+        fetch_release("ml-10m", tmp_path / "raw", mirror=tmp_path / "mirror", progress=False)
+    assert_nothing_left(tmp_path / "raw")
 
 
 def test_archive_without_movies_file(tmp_path):

@@ -4,18 +4,31 @@ Sources, first match wins: the ``mirror`` argument, the ``base_url`` argument, t
 ``MOVIELENS_MIRROR`` environment variable, GroupLens
 (``https://files.grouplens.org/datasets/movielens/<name>.zip``). A mirror is a folder (or a
 ``file://`` URL) holding ``<name>.zip`` [+ ``<name>.zip.md5``] or an extracted ``<name>/``,
-or an ``http(s)://`` base URL under which ``<name>.zip`` [+ ``.md5``] lie.
+or an ``https://`` base URL under which ``<name>.zip`` [+ ``.md5``] lie.
+
+Downloads are HTTPS only. The md5 comes over the same channel as the archive, so a
+channel anyone on the way can alter (plain HTTP) would let them alter both, and the check
+would prove nothing. Hence an ``http://`` source is a :class:`ConfigError` unless the
+caller opts in for a private mirror (``allow_http=True`` or ``MOVIELENS_ALLOW_HTTP=1``), and
+a redirect that leaves HTTPS is a :class:`DownloadError` naming both URLs, opt-in or not
+(whoever set up an https:// source did not mean to be downgraded). Certificates are checked
+against the system's CAs; a private mirror with its own CA is trusted by pointing
+OpenSSL's ``SSL_CERT_FILE`` at it.
 
 A download goes to ``raw_dir/<name>.zip.part`` and resumes from there (HTTP Range, guarded
 by ``If-Range`` with the server's validator) after a dropped connection or an interrupted
 run; a server that ignores the range restarts it from zero. Integrity checks, each a
 :class:`DownloadError` that leaves nothing behind: the published md5 (``<url>.md5``,
-``HASH  NAME``) when there is one, every member's CRC (``zipfile.testzip``), no member
-escaping the folder (absolute paths, ``..``, symlinks), and the md5 lines of a
-``checksums.txt`` inside the archive when it has one. The release's files are extracted
-into a temporary folder which is then renamed to ``raw_dir/<name>/`` (the files directly
-inside, whatever the archive's folder is called) together with ``.fetched.json``, the
-record that lets a later call skip the work.
+``HASH  NAME``) when there is one, the archive's declared unpacked size and compression
+ratio within :class:`ExtractionLimits` (checked before a byte is decompressed), every
+member's CRC (``zipfile.testzip``), no member escaping the folder (absolute paths, ``..``,
+symlinks), and the md5 lines of a ``checksums.txt`` inside the archive when it has one.
+A mirror folder follows the same rule as an archive: a symbolic link in it (the archive,
+its ``.md5``, the extracted folder or anything below) is refused, never followed, so no
+file from elsewhere on the machine can end up in ``raw_dir``. The release's files are
+extracted into a temporary folder which is then renamed to ``raw_dir/<name>/`` (the files
+directly inside, whatever the archive's folder is called) together with ``.fetched.json``,
+the record that lets a later call skip the work.
 """
 
 from __future__ import annotations
@@ -27,6 +40,7 @@ import logging
 import os
 import re
 import shutil
+import ssl
 import stat
 import sys
 import time
@@ -35,18 +49,28 @@ import urllib.parse
 import urllib.request
 import zipfile
 import zlib
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from tqdm import tqdm
 
 from movielens_als.atomic import atomic_path, write_json
-from movielens_als.data.registry import GROUPLENS_BASE_URL, Release, get_release
+from movielens_als.data.registry import (
+    GROUPLENS_BASE_URL,
+    MAX_COMPRESSION_RATIO,
+    RATIO_MIN_BYTES,
+    Release,
+    get_release,
+)
 from movielens_als.errors import ConfigError, DataError, DownloadError
 
 log = logging.getLogger(__name__)
 
 MIRROR_ENV = "MOVIELENS_MIRROR"
+ALLOW_HTTP_ENV = "MOVIELENS_ALLOW_HTTP"
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("", "0", "false", "no", "off")
 MANIFEST = ".fetched.json"
 CHECKSUMS_FILE = "checksums.txt"
 DEFAULT_TIMEOUT_S = 30.0
@@ -66,12 +90,18 @@ def fetch_release(
     progress: bool = True,
     timeout: float = DEFAULT_TIMEOUT_S,
     retries: int = DEFAULT_RETRIES,
+    allow_http: bool = False,
+    max_unpacked_bytes: int | None = None,
+    max_compression_ratio: float | None = None,
 ) -> Path:
     """Make ``raw_dir/<name>/`` hold the verified files of release ``name``; return it.
 
     Does nothing when that folder already holds what an earlier fetch verified.
     ``timeout`` (seconds) bounds each network wait; ``retries`` is how many times a
     dropped download resumes before giving up (the ``.part`` file stays for a later run).
+    ``allow_http`` (or ``MOVIELENS_ALLOW_HTTP=1``; either opts in) accepts a plain
+    ``http://`` mirror, for a private one on a network you trust. ``max_unpacked_bytes``
+    and ``max_compression_ratio`` override the release's :class:`ExtractionLimits`.
     """
     release = get_release(name)
     if release.url is None:
@@ -79,22 +109,26 @@ def fetch_release(
             f"dataset.name: {name!r} is generated (movielens_als.data.synthetic.write_release),"
             " not downloaded"
         )
+    limits = ExtractionLimits.for_release(release, max_unpacked_bytes, max_compression_ratio)
     raw_dir = Path(raw_dir)
     target = raw_dir / release.name
     if is_fetched(target, release):
         log.info("%s: already fetched and verified, skipping", target)
         return target
 
-    source = _resolve_source(mirror, base_url)
-    folder = _local_folder(source)
+    source, origin = _resolve_source(mirror, base_url)
+    folder = _local_folder(source, origin)
     if folder is not None:
-        _install_from_folder(release, folder, target)
+        _install_from_folder(release, folder, target, limits)
     else:
+        _check_scheme(source, origin, allow_http or _allow_http_from_env())
+        opener = _opener()
         url = f"{source.rstrip('/')}/{release.archive_name}"
         part = raw_dir / f"{release.archive_name}.part"
         _download(
             url,
             part,
+            opener=opener,
             progress=progress,
             timeout=timeout,
             retries=retries,
@@ -102,11 +136,54 @@ def fetch_release(
             release=release,
         )
         try:
-            expected = _remote_md5(f"{url}.md5", release, timeout)
-            _install_archive(release, part, expected, target, source=url)
+            expected = _remote_md5(f"{url}.md5", release, timeout, opener)
+            _install_archive(release, part, expected, target, source=url, limits=limits)
         finally:
             _remove_part(part)
     return target
+
+
+@dataclass(frozen=True)
+class ExtractionLimits:
+    """What an archive may declare before anything of it is decompressed.
+
+    ``max_bytes`` bounds the sum of the members' uncompressed sizes; ``max_ratio`` bounds
+    uncompressed / compressed size, of each member and of the whole archive, once it is
+    :data:`~movielens_als.data.registry.RATIO_MIN_BYTES` or more (a tiny file may compress
+    a thousandfold and harms nothing). The defaults come from the release's registry entry
+    (:attr:`Release.max_unpacked_bytes`). Declared sizes are enough to go by: ``zipfile``
+    never yields more than a member's declared size (a member that holds more fails its CRC).
+    """
+
+    max_bytes: int
+    max_ratio: float
+
+    @classmethod
+    def for_release(
+        cls,
+        release: Release,
+        max_unpacked_bytes: int | None = None,
+        max_compression_ratio: float | None = None,
+    ) -> ExtractionLimits:
+        """The release's limits, with either cap replaced when given (positive)."""
+        max_bytes = release.max_unpacked_bytes if max_unpacked_bytes is None else max_unpacked_bytes
+        max_ratio = (
+            MAX_COMPRESSION_RATIO if max_compression_ratio is None else max_compression_ratio
+        )
+        if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes <= 0:
+            raise ConfigError(
+                f"max_unpacked_bytes: {max_unpacked_bytes!r} is not a positive whole number "
+                "of bytes"
+            )
+        if (
+            isinstance(max_ratio, bool)
+            or not isinstance(max_ratio, int | float)
+            or not max_ratio >= 1  # also refuses NaN
+        ):
+            raise ConfigError(
+                f"max_compression_ratio: {max_compression_ratio!r} is not a number >= 1"
+            )
+        return cls(max_bytes, float(max_ratio))
 
 
 def is_fetched(target: str | os.PathLike[str], release: Release | str) -> bool:
@@ -132,14 +209,19 @@ def is_fetched(target: str | os.PathLike[str], release: Release | str) -> bool:
 # --------------------------------------------------------------------------- sources
 
 
-def _resolve_source(mirror: str | os.PathLike[str] | None, base_url: str | None) -> str:
-    for candidate in (mirror, base_url, os.environ.get(MIRROR_ENV)):
+def _resolve_source(mirror: str | os.PathLike[str] | None, base_url: str | None) -> tuple[str, str]:
+    """(the source, the setting it came from: named in messages about it)."""
+    for candidate, origin in (
+        (mirror, "dataset.mirror"),
+        (base_url, "base_url"),
+        (os.environ.get(MIRROR_ENV), f"${MIRROR_ENV}"),
+    ):
         if candidate is not None and str(candidate).strip():
-            return str(candidate).strip()
-    return GROUPLENS_BASE_URL
+            return str(candidate).strip(), origin
+    return GROUPLENS_BASE_URL, "the GroupLens URL"
 
 
-def _local_folder(source: str) -> Path | None:
+def _local_folder(source: str, origin: str) -> Path | None:
     """The folder a mirror setting names, or None for an http(s) URL."""
     parsed = urllib.parse.urlparse(source)
     if parsed.scheme in ("http", "https"):
@@ -148,33 +230,68 @@ def _local_folder(source: str) -> Path | None:
         return Path(urllib.request.url2pathname(parsed.path))
     if len(parsed.scheme) > 1:  # one letter is a Windows drive
         raise ConfigError(
-            f"dataset.mirror: {source!r} is neither a folder nor an http(s):// or file:// URL"
+            f"{origin}: {source!r} is neither a folder nor an https:// or file:// URL"
         )
     return Path(source).expanduser()
+
+
+def _allow_http_from_env() -> bool:
+    value = os.environ.get(ALLOW_HTTP_ENV, "").strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigError(
+        f"${ALLOW_HTTP_ENV}: {os.environ[ALLOW_HTTP_ENV]!r} is not 1/true/yes/on or 0/false/no/off"
+    )
+
+
+def _check_scheme(source: str, origin: str, allow_http: bool) -> None:
+    """Refuse a plain-HTTP source unless the caller opted in (see the module docstring)."""
+    if urllib.parse.urlparse(source).scheme == "http" and not allow_http:
+        raise ConfigError(
+            f"{origin}: {source!r} is plain http://, over which anyone on the way can alter "
+            "the archive and its .md5 alike; use https://, a file:// URL or a folder, or, for "
+            f"a private mirror on a network you trust, opt in with {ALLOW_HTTP_ENV}=1 "
+            "(fetch_release(allow_http=True))"
+        )
 
 
 def _mirror_help(release: Release) -> str:
     return (
         f"To use a local copy, set a mirror: the environment variable {MIRROR_ENV} or the "
-        f"config key dataset.mirror, naming a folder (or an http(s):// or file:// URL) that "
+        f"config key dataset.mirror, naming a folder (or an https:// or file:// URL) that "
         f"holds {release.archive_name} [+ {release.archive_name}.md5] or an extracted "
         f"{release.name}/ folder."
     )
 
 
-def _install_from_folder(release: Release, folder: Path, target: Path) -> None:
+def _refuse_symlink(path: Path) -> None:
+    """A symbolic link in a mirror folder is refused, as one inside an archive is."""
+    if path.is_symlink():
+        raise DownloadError(
+            f"{path}: is a symbolic link (to {os.readlink(path)}) in the mirror folder; "
+            "refusing to follow it, as for a link inside an archive (put the file itself there)"
+        )
+
+
+def _install_from_folder(
+    release: Release, folder: Path, target: Path, limits: ExtractionLimits
+) -> None:
     if not folder.is_dir():
         raise DownloadError(f"mirror folder {folder} does not exist. {_mirror_help(release)}")
     archive = folder / release.archive_name
+    md5_file = folder / f"{release.archive_name}.md5"
     extracted = folder / release.name
+    for path in (archive, md5_file, extracted):
+        _refuse_symlink(path)
     if archive.is_file():
-        md5_file = folder / f"{release.archive_name}.md5"
         expected = (
             _parse_md5(md5_file.read_text(errors="replace"), release, str(md5_file))
             if md5_file.is_file()
             else None
         )
-        _install_archive(release, archive, expected, target, source=str(archive))
+        _install_archive(release, archive, expected, target, source=str(archive), limits=limits)
     elif extracted.is_dir():
         _install_extracted(release, extracted, target)
     else:
@@ -191,10 +308,41 @@ class _Interrupted(Exception):
     """The body stopped before its announced end."""
 
 
+class _HttpsOnlyRedirects(urllib.request.HTTPRedirectHandler):
+    """Follows a redirect unless it leaves HTTPS (then a :class:`DownloadError`).
+
+    urllib's own handler follows https:// → http:// silently, and whatever came over the
+    downgraded hop (the archive, its .md5) could have been altered on the way.
+    """
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        if (
+            urllib.parse.urlparse(req.full_url).scheme == "https"
+            and urllib.parse.urlparse(newurl).scheme != "https"
+        ):
+            fp.close()
+            raise DownloadError(
+                f"{req.full_url}: the server redirects (HTTP {code}) to {newurl}, which leaves "
+                "HTTPS; refusing to follow it (whatever comes over plain HTTP can be altered "
+                "on the way, the archive and its md5 alike). Use a mirror that stays on HTTPS."
+            )
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def _opener() -> urllib.request.OpenerDirector:
+    """urllib with certificate checks (system CAs, or ``$SSL_CERT_FILE``) and
+    :class:`_HttpsOnlyRedirects`; the context is made per fetch, so it sees the variable."""
+    return urllib.request.build_opener(
+        urllib.request.HTTPSHandler(context=ssl.create_default_context()),
+        _HttpsOnlyRedirects(),
+    )
+
+
 def _download(
     url: str,
     part: Path,
     *,
+    opener: urllib.request.OpenerDirector,
     progress: bool,
     timeout: float,
     retries: int,
@@ -215,9 +363,7 @@ def _download(
             if state.get("validator"):
                 headers["If-Range"] = state["validator"]
         try:
-            response = urllib.request.urlopen(
-                urllib.request.Request(url, headers=headers), timeout=timeout
-            )
+            response = opener.open(urllib.request.Request(url, headers=headers), timeout=timeout)
         except urllib.error.HTTPError as exc:
             if exc.code == 416 and offset:  # the range is past the end: start over
                 part.unlink()
@@ -329,10 +475,13 @@ def _remove_part(part: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def _remote_md5(url: str, release: Release, timeout: float) -> str | None:
-    """GroupLens' published md5 of the archive, or None when it cannot be had."""
+def _remote_md5(
+    url: str, release: Release, timeout: float, opener: urllib.request.OpenerDirector
+) -> str | None:
+    """GroupLens' published md5 of the archive, or None when it cannot be had (a redirect
+    off HTTPS is not "cannot be had": it raises, as for the archive)."""
     try:
-        with urllib.request.urlopen(
+        with opener.open(
             urllib.request.Request(url, headers={"User-Agent": "movielens-als"}), timeout=timeout
         ) as response:
             text = response.read(4096).decode("utf-8", errors="replace")
@@ -366,7 +515,13 @@ def file_md5(path: str | os.PathLike[str]) -> str:
 
 
 def _install_archive(
-    release: Release, archive: Path, expected_md5: str | None, target: Path, *, source: str
+    release: Release,
+    archive: Path,
+    expected_md5: str | None,
+    target: Path,
+    *,
+    source: str,
+    limits: ExtractionLimits,
 ) -> None:
     actual_md5 = file_md5(archive)
     if expected_md5 is not None and actual_md5 != expected_md5:
@@ -376,6 +531,8 @@ def _install_archive(
         )
     try:
         with zipfile.ZipFile(archive) as zf:
+            # before testzip: that decompresses everything too, which a bomb must not get to
+            _check_unpacked_size(zf.infolist(), release, limits, source)
             bad_member = zf.testzip()
             if bad_member is not None:
                 raise DownloadError(f"{source}: member {bad_member!r} fails its CRC check")
@@ -400,6 +557,31 @@ def _install_archive(
             f"{source}: not a readable zip archive (corrupt or truncated: {exc})"
         ) from None
     log.info("%s: extracted %s into %s", source, release.name, target)
+
+
+def _check_unpacked_size(
+    members: list[zipfile.ZipInfo], release: Release, limits: ExtractionLimits, source: str
+) -> None:
+    """Refuse an archive whose declared sizes exceed ``limits`` (a zip bomb, or not the
+    release): the whole unpacked size, then the ratio of each member and of the whole."""
+    total = sum(info.file_size for info in members)
+    if total > limits.max_bytes:
+        raise DownloadError(
+            f"{source}: the archive unpacks to {total} bytes ({total / 2**20:.1f} MiB), more "
+            f"than the {limits.max_bytes} bytes ({limits.max_bytes / 2**20:.1f} MiB) allowed "
+            f"for {release.name}; refusing to extract it (a zip bomb, or not the release; "
+            "fetch_release(max_unpacked_bytes=...) raises the cap)"
+        )
+    sizes = [(f"archive member {i.filename!r}", i.file_size, i.compress_size) for i in members]
+    sizes.append(("the archive as a whole", total, sum(i.compress_size for i in members)))
+    for what, size, compressed in sizes:
+        if size >= RATIO_MIN_BYTES and size > limits.max_ratio * max(compressed, 1):
+            raise DownloadError(
+                f"{source}: {what} unpacks to {size / max(compressed, 1):.0f} times its "
+                f"compressed size ({size} bytes from {compressed}), more than the "
+                f"{limits.max_ratio:g} allowed; refusing to extract it (a zip bomb, or not "
+                "the release; fetch_release(max_compression_ratio=...) raises the cap)"
+            )
 
 
 def _checked_members(zf: zipfile.ZipFile, source: str) -> list[zipfile.ZipInfo]:
@@ -452,7 +634,15 @@ def _relative_to_root(name: str, root: str) -> str | None:
 
 
 def _install_extracted(release: Release, folder: Path, target: Path) -> None:
-    """Copy an extracted release (its files directly inside or one folder down)."""
+    """Copy an extracted release (its files directly inside or one folder down).
+
+    Any symbolic link anywhere in ``folder`` refuses the whole copy, as a link member
+    refuses a whole archive: checked first, with nothing followed, so that neither the
+    search for the ratings file nor the copy can reach outside the folder.
+    """
+    for directory, subfolders, names in os.walk(folder):
+        for entry in sorted([*subfolders, *names]):
+            _refuse_symlink(Path(directory) / entry)
     root = folder
     if not (folder / release.ratings_file).is_file():
         nested = sorted(p.parent for p in folder.glob(f"*/{release.ratings_file}"))

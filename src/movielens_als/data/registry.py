@@ -14,6 +14,22 @@ ReleaseFormat = Literal["latest", "dat", "100k", "synthetic"]
 HALF_STARS = (0.5, 5.0, 0.5)
 WHOLE_STARS = (1.0, 5.0, 1.0)
 
+# Limits on what an archive may unpack to (movielens_als.data.download.ExtractionLimits),
+# so that a zip bomb (a few MB holding GiBs of zeros) is refused before anything is written.
+# A release may unpack to UNPACKED_SAFETY_FACTOR times its recorded ``unpacked_bytes``: room
+# for a re-published archive with more files (tag genome, extra splits) without a code change.
+UNPACKED_SAFETY_FACTOR = 4
+# The cap for a release without a recorded size: over 5x the largest (ml-latest, ml-25m:
+# 1.2-1.5 GB).
+DEFAULT_MAX_UNPACKED_BYTES = 8 << 30
+# Most a member (or the whole archive) may unpack to per compressed byte. MovieLens CSVs
+# deflate 2-4x (ml-latest-small: 3.3x), text rarely beyond 10x; a zip bomb nears deflate's
+# limit of ~1000x.
+MAX_COMPRESSION_RATIO = 100.0
+# Members under 1 MiB are not held to the ratio: a small file of padding may compress a
+# thousandfold and harms nothing, and the size cap bounds them all.
+RATIO_MIN_BYTES = 1 << 20
+
 
 @dataclass(frozen=True)
 class Release:
@@ -32,6 +48,9 @@ class Release:
     ``rating_scale`` is ``(min, max, step)``: every rating must be ``min + k * step <= max``.
     ``fallback_encoding`` is tried (with a logged warning) when a file does not decode
     with ``encoding``; None means a decoding error is a :class:`DataError`.
+    ``unpacked_bytes`` is the total size of the published archive's members, rounded up
+    (as GroupLens publishes it); None for a release whose archive is regenerated
+    (``ml-latest``) or that is not downloaded. It sets :attr:`max_unpacked_bytes`.
     """
 
     name: str
@@ -43,11 +62,20 @@ class Release:
     rating_scale: tuple[float, float, float]
     genres_file: str | None = None
     fallback_encoding: str | None = None
+    unpacked_bytes: int | None = None
 
     @property
     def archive_name(self) -> str:
         """File name of the published archive (``<name>.zip``)."""
         return f"{self.name}.zip"
+
+    @property
+    def max_unpacked_bytes(self) -> int:
+        """Most the archive may unpack to: ``unpacked_bytes`` × :data:`UNPACKED_SAFETY_FACTOR`,
+        or :data:`DEFAULT_MAX_UNPACKED_BYTES` when the size is not recorded."""
+        if self.unpacked_bytes is None:
+            return DEFAULT_MAX_UNPACKED_BYTES
+        return self.unpacked_bytes * UNPACKED_SAFETY_FACTOR
 
     @property
     def required_files(self) -> tuple[str, ...]:
@@ -56,7 +84,7 @@ class Release:
         return (*files, self.genres_file) if self.genres_file else files
 
 
-def _latest(name: str) -> Release:
+def _latest(name: str, unpacked_bytes: int | None) -> Release:
     return Release(
         name=name,
         url=f"{GROUPLENS_BASE_URL}/{name}.zip",
@@ -65,17 +93,18 @@ def _latest(name: str) -> Release:
         movies_file="movies.csv",
         encoding="utf-8",
         rating_scale=HALF_STARS,
+        unpacked_bytes=unpacked_bytes,
     )
 
 
 RELEASES: dict[str, Release] = {
     release.name: release
     for release in (
-        _latest("ml-latest-small"),
-        _latest("ml-latest"),
-        _latest("ml-20m"),
-        _latest("ml-25m"),
-        _latest("ml-32m"),
+        _latest("ml-latest-small", 3_400_000),  # 3,303,135 in the 2018-09-26 archive
+        _latest("ml-latest", None),  # regenerated from time to time
+        _latest("ml-20m", 880_000_000),
+        _latest("ml-25m", 1_170_000_000),
+        _latest("ml-32m", 970_000_000),
         Release(
             name="ml-1m",
             url=f"{GROUPLENS_BASE_URL}/ml-1m.zip",
@@ -84,6 +113,7 @@ RELEASES: dict[str, Release] = {
             movies_file="movies.dat",
             encoding="latin-1",
             rating_scale=WHOLE_STARS,
+            unpacked_bytes=25_000_000,
         ),
         Release(
             # the archive extracts to ``ml-10M100K/``; download normalises the folder name
@@ -95,6 +125,7 @@ RELEASES: dict[str, Release] = {
             encoding="utf-8",
             rating_scale=HALF_STARS,
             fallback_encoding="latin-1",
+            unpacked_bytes=270_000_000,
         ),
         Release(
             name="ml-100k",
@@ -105,6 +136,7 @@ RELEASES: dict[str, Release] = {
             encoding="latin-1",
             rating_scale=WHOLE_STARS,
             genres_file="u.genre",
+            unpacked_bytes=16_000_000,
         ),
         Release(
             name="synthetic",
