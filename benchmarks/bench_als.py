@@ -25,12 +25,8 @@ import numpy as np
 from numba import njit, prange
 
 from movielens_als.core import kernels
-from movielens_als.core.fit import (
-    cache_aligned,
-    row_schedule,
-    single_threaded_blas,
-    update_rows,
-)
+from movielens_als.core.als import update_rows
+from movielens_als.core.fit import cache_aligned, row_schedule, single_threaded_blas
 from movielens_als.sparse import CSR
 from notebook_als_baseline import notebook_half_step
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from movielens_als.config import compose
-from movielens_als.core import ALSParams, FactorModel, fit
+from movielens_als.core import FactorModel, VariantParams, fit, model_params
 from movielens_als.data.download import fetch_release
 from movielens_als.data.index import IndexedData, build_index
 from movielens_als.data.parse import read_movies, read_ratings
@@ -27,10 +27,10 @@ class RealModel:
     model: FactorModel
 
 
-def shipped_params(stage: str, **overrides) -> ALSParams:
-    """The model a stage ships with: ``conf/model/<stage>.yaml`` as Hydra composes it."""
-    values = {**compose(stage).model, **overrides}
-    return ALSParams.from_mapping(values)
+def shipped_params(model: str, **overrides) -> VariantParams:
+    """A shipped model: ``conf/model/<model>.yaml`` as the train stage composes it."""
+    values = {**compose("train", [f"model={model}"]).model, **overrides}
+    return model_params(values)
 
 
 @functools.cache

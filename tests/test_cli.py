@@ -23,7 +23,7 @@ def trained(tmp_path_factory):
     ]
     for stage, run in (("download", run_download), ("index", run_index), ("split", run_split)):
         run(compose(stage, overrides))
-    run_training(compose("als", [*overrides, "model.K=4", "model.iterations=3"]), "als")
+    run_training(compose("train", ["model=als", *overrides, "model.K=4", "model.iterations=3"]))
     index = load_index(root / "data/index/synthetic")
     counts = load_split(root / "data/split/synthetic").train.by_item.row_counts()
     return root, index, counts
@@ -77,5 +77,6 @@ def test_bad_requests_are_one_clear_error(trained, capsys, spec, message):
 
 def test_missing_model_names_the_file(trained, capsys):
     root, _, _ = trained
-    assert _cli(root, "similar", "1", "--stage", "genre_als") == 2
-    assert "genre_als/model" in capsys.readouterr().err
+    assert _cli(root, "similar", "1", "--model", "genre_als") == 2
+    err = capsys.readouterr().err
+    assert "no trained model 'genre_als'" in err and "(trained: als)" in err

@@ -13,7 +13,16 @@ from movielens_als.config.params import render_params
 from movielens_als.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-MODEL_KEYS = {"K", "lam", "tau", "gamma", "eta", "iterations", "seed", "center", "reg_scaling", "genre_update", "init"}
+ALS_KEYS = {"K", "lam", "tau", "gamma", "eta", "iterations", "seed", "center", "reg_scaling", "genres", "genre_update", "init"}
+META_KEYS = {"name", "variant", "title", "figure"}
+MODELS = ["bias", "als", "genre_als", "bayes_als", "bayes_genre_als"]
+
+
+def stage_config(stage: str, overrides=()):
+    """A training model's stage config (``train model=<name>``) or another stage's own."""
+    if stage in MODELS:
+        return compose("train", [f"model={stage}", *overrides])
+    return compose(stage, list(overrides))
 
 
 def test_committed_params_yaml_matches_conf():
@@ -25,43 +34,59 @@ def test_params_rendering_matches_dvc_hydra_composition(tmp_path):
     from dvc.utils.hydra import compose_and_dump
 
     out = tmp_path / "params.yaml"
-    compose_and_dump(out, str(REPO_ROOT / "conf"), None, "config", str(tmp_path), ["als.model.K=64"])
-    assert out.read_text(encoding="utf-8") == render_params(["als.model.K=64"])
+    compose_and_dump(out, str(REPO_ROOT / "conf"), None, "config", str(tmp_path), ["models.als.K=64"])
+    assert out.read_text(encoding="utf-8") == render_params(["models.als.K=64"])
 
 
 def test_params_check_command_detects_stale_file(tmp_path):
     stale = tmp_path / "params.yaml"
-    stale.write_text(render_params(["als.model.K=7"]))
+    stale.write_text(render_params(["models.als.K=7"]))
     cmd = [sys.executable, "-m", "movielens_als.config.params", "--check", "--output", str(stale)]
     result = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT)
     assert result.returncode == 1
     assert "out of date" in result.stderr
 
 
-@pytest.mark.parametrize("stage", ["bias", "als", "genre_als"])
-def test_stage_configs_expose_model_keys(stage):
-    cfg = compose(stage)
-    assert set(cfg.model) == MODEL_KEYS
-    validate(cfg, stage)
-    # params.yaml nests the same model under <stage>.model
-    assert compose("config")[stage].model == cfg.model
+@pytest.mark.parametrize("model", MODELS)
+def test_model_configs_name_their_variant_and_validate(model):
+    from movielens_als.core import model_params
+
+    cfg = compose("train", [f"model={model}"])
+    assert cfg.model.name == model
+    params = model_params(cfg.model)
+    assert set(cfg.model) - META_KEYS - {"tune"} == set(params.to_dict()) - {"variant"}
+    if params.variant == "als":
+        assert set(cfg.model) - META_KEYS - {"tune"} == ALS_KEYS
+    validate(cfg, "train")
+    # params.yaml holds the same model under models.<name>
+    assert compose("config").models[model] == cfg.model
+
+
+def test_every_model_config_is_in_the_study():
+    shipped = sorted(p.stem for p in (REPO_ROOT / "conf" / "model").glob("*.yaml"))
+    assert sorted(compose("config").models) == shipped
 
 
 def test_bias_defaults_are_the_notebooks():
-    model = compose("bias").model
+    model = compose("train", ["model=bias"]).model
     assert (model.K, model.lam, model.gamma, model.center, model.iterations, model.init) == (0, 0.01, 0.01, True, 20, "zeros")
 
 
 @pytest.mark.parametrize(
     ("stage", "override", "key"),
     [
-        ("als", "model.K=0", "model.K"),
+        ("genre_als", "model.K=0", "model.genres"),
+        ("als", "model.lam=0", "model.lam"),
+        ("bayes_als", "model.burn_in=300", "model.burn_in"),
+        ("bayes_als", "model.noise_shape=-1", "model.noise_shape"),
+        ("bayes_als", "model.prior_rate=0", "model.prior_rate"),
+        ("bayes_als", "+model.reg_scaling=count", "reg_scaling"),
+        ("als", "model.variant=nosuch", "model.variant"),
         ("als", "model.tau=-0.1", "model.tau"),
         ("als", "model.gamma=-1", "model.gamma"),
         ("genre_als", "model.eta=-1", "model.eta"),
         ("als", "model.iterations=0", "model.iterations"),
         ("als", "model.reg_scaling=weird", "model.reg_scaling"),
-        ("bias", "model.K=4", "model.K"),
         ("split", "split.train_fraction=1.5", "split.train_fraction"),
         ("split", "split.train_fraction=0", "split.train_fraction"),
         ("split", "split.val_fraction=-0.1", "split.val_fraction"),
@@ -69,7 +94,7 @@ def test_bias_defaults_are_the_notebooks():
     ],
 )
 def test_invalid_values_name_the_key(stage, override, key):
-    cfg = compose(stage, [override])
+    cfg = stage_config(stage, [override])
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         validate(cfg, stage)
 
@@ -86,7 +111,7 @@ def test_hydra_output_dirs_stay_out_of_repo_root():
     from hydra import initialize_config_dir
 
     with initialize_config_dir(str(REPO_ROOT / "conf"), version_base=None):
-        cfg = hydra_compose("als", return_hydra_config=True)
+        cfg = hydra_compose("train", return_hydra_config=True)
     assert str(cfg.hydra.run.dir).startswith("outputs/")
     assert str(cfg.hydra.sweep.dir).startswith("outputs/")
     ignored = (REPO_ROOT / ".gitignore").read_text().splitlines()
@@ -109,6 +134,6 @@ def test_hydra_output_dirs_stay_out_of_repo_root():
     ],
 )
 def test_invalid_section_values_name_the_key(stage, override, key):
-    cfg = compose(stage, [override])
+    cfg = stage_config(stage, [override])
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         validate(cfg, stage)

@@ -25,6 +25,7 @@ from movielens_als.core import (
     save_model,
 )
 from movielens_als.core.fit import CACHE_LINE_BYTES, init_factors
+from movielens_als.core.variant import META_KEYS
 from movielens_als.errors import ConfigError, DataError
 from movielens_als.sparse import CSR, RatingMatrix, Ratings
 
@@ -167,7 +168,7 @@ def test_unseen_and_cold_users_and_movies():
     for movie_genres in (None, genres):
         result = fit(
             train,
-            params_for("als", iterations=2, K=3),
+            params_for("als", iterations=2, K=3, genres=movie_genres is not None),
             movie_genres=movie_genres,
             evals={"test": test},
         )
@@ -247,7 +248,7 @@ _DETERMINISM_SCRIPT = textwrap.dedent(
     for genres in (None, random_genres(33, train.n_items)):
         for scaling in ("constant", "count"):
             params = ALSParams(K=6, iterations=3, tau=0.05 if scaling == "count" else 1.0,
-                               reg_scaling=scaling, seed=7)
+                               reg_scaling=scaling, seed=7, genres=genres is not None)
             result = fit(train, params, movie_genres=genres, evals={{"all": ratings}})
             model = result.model
             for array in (model.user_bias, model.item_bias, model.user_factors, model.item_factors):
@@ -298,8 +299,9 @@ def test_invalid_params_name_the_field(field, value):
 
 def test_params_from_mapping():
     for stage in ("bias", "als", "genre_als"):
-        values = dict(compose(stage).model)
-        assert ALSParams.from_mapping(values).to_dict() == values, stage
+        values = dict(compose("train", [f"model={stage}"]).model)
+        as_dict = ALSParams.from_mapping(values).to_dict()
+        assert as_dict == {k: v for k, v in values.items() if k not in META_KEYS or k == "variant"}, stage
     with pytest.raises(ConfigError, match=r"unknown model key.*rank"):
         ALSParams.from_mapping({"rank": 3})
     assert isinstance(ALSParams.from_mapping({"lam": 1}).lam, float)
@@ -307,10 +309,12 @@ def test_params_from_mapping():
 
 def test_bad_training_input():
     train, ratings = random_problem(34)
-    with pytest.raises(ConfigError, match="K must be ≥ 1"):
-        fit(train, params_for("bias"), movie_genres=random_genres(1, train.n_items))
+    with pytest.raises(ConfigError, match=r"model\.genres.*K ≥ 1"):
+        params_for("bias", genres=True)
+    with pytest.raises(ConfigError, match="needs the movie–genre matrix"):
+        fit(train, params_for("genre_als"))
     with pytest.raises(DataError, match="movie_genres has 3 rows"):
-        fit(train, params_for("als"), movie_genres=random_genres(1, 3))
+        fit(train, params_for("genre_als"), movie_genres=random_genres(1, 3))
     bad = Ratings(ratings.user, ratings.item, ratings.rating.copy())
     bad.rating[5] = np.nan
     with pytest.raises(DataError, match=rf"user {bad.user[5]}, movie {bad.item[5]} is not finite"):

@@ -7,7 +7,7 @@ import pytest
 
 from core_problems import random_genres, random_problem
 from movielens_als.core import ALSParams, fit, fold_in_user, reference
-from movielens_als.core.fit import update_rows
+from movielens_als.core.als import update_rows
 from movielens_als.errors import DataError
 from movielens_als.sparse import CSR
 
@@ -23,6 +23,7 @@ def test_fold_in_equals_the_user_half_step(reg_scaling, K, genre):
         gamma=0.3,
         reg_scaling=reg_scaling,
         seed=3,
+        genres=genre,
     )
     model = fit(
         train, params, movie_genres=random_genres(41, train.n_items) if genre else None

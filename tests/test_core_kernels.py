@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 
 from core_problems import random_genres, random_problem
 from movielens_als.core import kernels, reference
-from movielens_als.core.fit import update_genres, update_rows
-from movielens_als.core.model import ALSParams, FactorModel, rmse
+from movielens_als.core.als import ALSParams, update_genres, update_rows
+from movielens_als.core.model import FactorModel, rmse
 from movielens_als.errors import NumericalError
 from movielens_als.sparse import Ratings
 

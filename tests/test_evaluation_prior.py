@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from movielens_als.core.als import ALSParams
 from movielens_als.core.fit import fit
-from movielens_als.core.model import ALSParams
 from movielens_als.evaluation.prior import choose_prior_weight, popularity_log_counts, prior_scorer
 from movielens_als.evaluation.ranking import FactorScorer, evaluate_ranking
 from movielens_als.sparse import RatingMatrix, Ratings

@@ -12,22 +12,24 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-STAGES = ["download", "index", "split", "eda", "bias", "als", "genre_als"]
+MODELS = ["bias", "als", "genre_als", "bayes_als", "bayes_genre_als"]
+TRAIN_STAGES = [f"train@{model}" for model in MODELS]
+STAGES = ["download", "index", "split", "eda", *TRAIN_STAGES]
 TINY = [
     "dataset=synthetic",
     "dataset.synthetic.preset=tiny",
-    "bias.model.iterations=2",
-    "als.model.iterations=2",
-    "als.model.K=4",
-    "genre_als.model.iterations=2",
-    "genre_als.model.K=4",
+    "models.bias.iterations=2",
+    "models.als.iterations=2",
+    "models.als.K=4",
+    "models.genre_als.iterations=2",
+    "models.genre_als.K=4",
+    *(f"models.{m}.{k}" for m in ("bayes_als", "bayes_genre_als")
+      for k in ("K=3", "samples=4", "burn_in=1", "saved_samples=2")),
     "sweep.tuning.n_trials=3",
     "sweep.tuning.iterations=2",
     "sweep.tuning.final_iterations=2",
-    "sweep.model.K=4",
     "sweep.spaces.notebook.fixed.K=4",
     "sweep.spaces.count.fixed.K=4",
     "kgrid.Ks=[2,4]",
@@ -63,20 +65,56 @@ def project(tmp_path_factory) -> Path:
     return root
 
 
+def _resolved_stages(root: Path) -> dict:
+    """dvc.yaml as DVC resolves it against params.yaml: name → stage."""
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        return {stage.addressing: stage for stage in repo.index.stages}
+
+
 def test_every_stage_declares_existing_code_and_its_params():
-    pipeline = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"]
-    assert list(pipeline)[: len(STAGES)] == STAGES
-    for name, stage in pipeline.items():
-        items = stage.get("foreach", [None]) if isinstance(stage.get("foreach"), list) else [None]
-        stage = stage.get("do", stage)  # foreach stages
-        module = stage["cmd"].split()[2]
-        for item in items:
-            resolved = module.replace("${item}", str(item))
-            assert resolved.startswith("movielens_als.stages."), name
-            assert (REPO_ROOT / "src" / (resolved.replace(".", "/") + ".py")).is_file(), resolved
-        for dep in stage.get("deps", []):
-            if dep.startswith("src/"):
-                assert (REPO_ROOT / dep).exists(), f"{name}: {dep} does not exist"
+    stages = _resolved_stages(REPO_ROOT)
+    assert list(stages)[: len(STAGES)] == STAGES
+    for name, stage in stages.items():
+        module = stage.cmd.split()[2]
+        assert module.startswith("movielens_als.stages."), name
+        assert (REPO_ROOT / "src" / (module.replace(".", "/") + ".py")).is_file(), module
+        for dep in stage.deps:
+            path = Path(dep.def_path)
+            if path.parts[0] == "src":
+                assert (REPO_ROOT / path).exists(), f"{name}: {path} does not exist"
+
+
+def test_dvc_outputs_are_where_the_layout_writes():
+    """dvc.yaml spells the paths out; Layout owns them. Every declared output is Layout's."""
+    from movielens_als.config import compose
+    from movielens_als.pipeline.layout import Layout
+
+    cfg = compose("config")
+    layout = Layout.from_config(cfg)
+    expected = {"download": [layout.raw_dir], "index": [layout.index_dir, layout.metrics_file("index")],
+                "split": [layout.split_dir, layout.metrics_file("split")],
+                "eda": [layout.figures_dir("eda"), layout.metrics_file("eda")],
+                "analysis": [layout.figures_dir("analysis"), layout.metrics_file("analysis")],
+                "ranking": [layout.metrics_file("ranking")],
+                "kgrid_report": [layout.figures_dir("kgrid"), layout.metrics_file("kgrid")]}
+    for model in cfg.models:
+        expected[f"train@{model}"] = [layout.model_dir(model), layout.figures_dir(model),
+                                      layout.metrics_file(model), layout.curve_file(model)]
+    for space in cfg.sweep.spaces:
+        name = f"sweep_{cfg.sweep.model}_{space}"
+        folder = layout.tuning_dir(cfg.sweep.model, space)
+        expected[f"sweep@{space}"] = [folder / "best_params.json", folder / "optuna.db",
+                                      layout.figures_dir(name), layout.metrics_file(name)]
+    for K in cfg.kgrid.Ks:
+        expected[f"kgrid@{K}"] = [layout.kgrid_file(K)]
+    expected["tuned@als"] = [layout.model_dir("als_tuned"), layout.figures_dir("als_tuned"),
+                             layout.metrics_file("als_tuned"), layout.curve_file("als_tuned")]
+    stages = _resolved_stages(REPO_ROOT)
+    assert set(stages) == set(expected)
+    for name, stage in stages.items():
+        assert sorted(Path(out.def_path) for out in stage.outs) == sorted(expected[name]), name
 
 
 @pytest.mark.slow
@@ -88,11 +126,13 @@ def test_repro_runs_all_then_nothing_then_only_what_changed(project):
     again = _run(["dvc", "repro"], project)
     assert "Running stage" not in again.stdout
 
-    _write_params(project, [*TINY, "als.model.K=3"])
+    _write_params(project, [*TINY, "models.als.K=3"])
     changed = _run(["dvc", "repro"], project)
     ran = {stage for stage in STAGES + TUNING_STAGES if f"Running stage '{stage}'" in changed.stdout}
-    # als itself, the stages that use its model, and its tuned twin, which reads als.model
-    assert ran == {"als", "analysis", "ranking", "tuned@als"}
+    # als itself, the stages that use its model, its tuned twin and the sweeps that tune it —
+    # never another model's stage
+    assert {"train@als", "analysis", "ranking", "tuned@als", "sweep@notebook", "sweep@count"} <= ran
+    assert not ran & {"download", "index", "split", "eda", *TRAIN_STAGES} - {"train@als"}
     assert json.loads((project / "reports/metrics/als.json").read_text())["model"]["K"] == 3
 
 
@@ -101,8 +141,8 @@ def test_metrics_plots_and_mlflow_after_repro(project):
     _run(["dvc", "repro"], project)
     metrics = json.loads(_run(["dvc", "metrics", "show", "--json"], project).stdout)
     flat = json.dumps(metrics)
-    for stage in ("bias", "als", "genre_als"):
-        assert f"reports/metrics/{stage}.json" in flat
+    for model in MODELS:
+        assert f"reports/metrics/{model}.json" in flat
     plots = _run(["dvc", "plots", "show", "--json"], project)
     assert "reports/curves/als.csv" in plots.stdout
 
@@ -112,7 +152,7 @@ def test_metrics_plots_and_mlflow_after_repro(project):
     experiment = client.get_experiment_by_name("movielens-als/synthetic")
     runs = client.search_runs([experiment.experiment_id])
     stages_logged = {run.data.tags["stage"] for run in runs}
-    assert set(STAGES) <= stages_logged
+    assert {"download", "index", "split", "eda", *MODELS} <= stages_logged
     genre_run = next(r for r in runs if r.data.tags["stage"] == "genre_als")
     assert genre_run.data.tags["split_dvc_hash"] != "unknown"
     artifacts = {a.path for a in client.list_artifacts(genre_run.info.run_id)}

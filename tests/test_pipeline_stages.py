@@ -11,11 +11,13 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from movielens_als.config import compose
+from movielens_als.errors import ConfigError
 from movielens_als.pipeline.data import run_split
 from movielens_als.pipeline.eda import run_eda
 from movielens_als.pipeline.train import run_training
 
 FAST_MODEL = ["model.iterations=3", "model.K=4"]
+GIBBS_MODEL = ["model.K=3", "model.samples=3", "model.burn_in=1", "model.saved_samples=2"]
 EDA_FIGURES = {
     "rating_distribution.pdf",
     "average_ratings_per_user.pdf",
@@ -68,12 +70,19 @@ def test_eda_stage_writes_every_figure(tiny_project):
         ("bias", {"bias_only_convergence.pdf"}),
         ("als", {"all_latent_factors_convergence.pdf"}),
         ("genre_als", {"genre_integration_convergence.pdf", "genre_embeddings.pdf", "genre_cosine_similarity.pdf"}),
+        ("bayes_als", {"bayes_als_convergence.pdf"}),
+        ("bayes_genre_als", {"bayes_genre_als_convergence.pdf", "genre_embeddings.pdf", "genre_cosine_similarity.pdf"}),
     ],
 )
 def test_training_stage_outputs_and_mlflow_run(tiny_project, stage, figures):
     tmp_path, overrides = tiny_project
-    model_overrides = ["model.iterations=3"] if stage == "bias" else FAST_MODEL
-    metrics = run_training(compose(stage, [*overrides, *model_overrides]), stage)
+    sweeps_key = "samples" if stage.startswith("bayes") else "iterations"
+    model_overrides = {
+        "bias": ["model.iterations=3"],
+        "bayes_als": GIBBS_MODEL,
+        "bayes_genre_als": GIBBS_MODEL,
+    }.get(stage, FAST_MODEL)
+    metrics = run_training(compose("train", [f"model={stage}", *overrides, *model_overrides]))
 
     assert TRAIN_METRIC_KEYS <= set(metrics)
     assert metrics["iterations"] == 3
@@ -82,9 +91,13 @@ def test_training_stage_outputs_and_mlflow_run(tiny_project, stage, figures):
     assert on_disk["test_rmse"] == metrics["test_rmse"]
 
     curve = pd.read_csv(tmp_path / f"reports/curves/{stage}.csv")
-    assert list(curve.columns) == ["iteration", "nll", "train_rmse", "test_rmse", "seconds"]
+    sampled = ["noise_precision", "user_factor_precision", "movie_factor_precision"] if sweeps_key == "samples" else []
+    assert list(curve.columns) == ["iteration", "nll", "train_rmse", "test_rmse", *sampled, "seconds"]
     assert curve["iteration"].tolist() == [1, 2, 3]
-    assert (np.diff(curve["nll"]) <= 1e-6 * curve["nll"].abs().max()).all()
+    if sweeps_key == "iterations":  # exact block updates never raise the NLL; draws may
+        assert (np.diff(curve["nll"]) <= 1e-6 * curve["nll"].abs().max()).all()
+    else:  # the saved model averages the kept draws side by side
+        assert metrics["saved_model_test_rmse"] < 1.5
 
     assert {p.name for p in (tmp_path / "reports/figures" / stage).iterdir()} == figures
     model_dir = tmp_path / "data/models/synthetic" / stage
@@ -95,31 +108,34 @@ def test_training_stage_outputs_and_mlflow_run(tiny_project, stage, figures):
     client, runs = _runs(tmp_path, stage)
     assert len(runs) == 1
     run = runs[0]
-    assert run.data.params["model.iterations"] == "3"
+    assert run.data.params[f"model.{sweeps_key}"] == "3"
     assert run.data.tags["git_commit"]
     history = client.get_metric_history(run.info.run_id, "test_rmse")
     assert [m.step for m in history] == [1, 2, 3]
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert figures | {f"{stage}.json", f"{stage}.csv"} <= artifacts
-    if stage == "genre_als":
+    if "genre" in stage:
         assert {"closest_pairs", "farthest_pairs"} <= set(metrics["genres"])
 
 
 def test_validation_split_is_scored_every_iteration(tiny_project):
     tmp_path, overrides = tiny_project
     run_split(compose("split", [*overrides, "split.val_fraction=0.1"]))
-    metrics = run_training(compose("als", [*overrides, *FAST_MODEL]), "als")
+    metrics = run_training(compose("train", ["model=als", *overrides, *FAST_MODEL]))
     curve = pd.read_csv(tmp_path / "reports/curves/als.csv")
     assert list(curve.columns) == ["iteration", "nll", "train_rmse", "test_rmse", "val_rmse", "seconds"]
     assert np.isfinite(metrics["val_rmse"])
 
 
 def test_params_yaml_layout_runs_the_same_stage(tiny_project):
-    """DVC runs stages with params.yaml, which nests the model under <stage>.model."""
+    """DVC runs stages with params.yaml, which holds every model under models.<name> and names
+    the one to train with train.model."""
     _, overrides = tiny_project
-    cfg = compose("config", [*overrides, "als.model.K=3", "als.model.iterations=2"])
-    metrics = run_training(cfg, "als")
+    cfg = compose("config", [*overrides, "models.als.K=3", "models.als.iterations=2", "train.model=als"])
+    metrics = run_training(cfg)
     assert metrics["model"]["K"] == 3 and metrics["iterations"] == 2
+    with pytest.raises(ConfigError, match=r"train\.model|model: name the model"):
+        run_training(compose("config", overrides))
 
 
 def test_analysis_and_ranking_stages(tiny_project):
@@ -127,7 +143,7 @@ def test_analysis_and_ranking_stages(tiny_project):
 
     tmp_path, overrides = tiny_project
     for stage in ("als", "genre_als"):
-        run_training(compose(stage, [*overrides, *FAST_MODEL]), stage)
+        run_training(compose("train", [f"model={stage}", *overrides, *FAST_MODEL]))
     summary = run_analysis(compose("analysis", [*overrides, "analysis.min_ratings=2"]))
     assert summary["model"] == "als"
     figures = {p.name for p in (tmp_path / "reports/figures/analysis").iterdir()}

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from _real_model import real_model
-from movielens_als.core.model import ALSParams, FactorModel
+from movielens_als.core.als import ALSParams
+from movielens_als.core.model import FactorModel
 from movielens_als.errors import UsageError
 from movielens_als.recommend import (
     MovieCatalogue,

@@ -88,7 +88,7 @@ def test_stage_logs_to_a_real_server(tmp_path, project_overrides, mlflow_server,
 
     env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_server}
     result = subprocess.run(
-        [sys.executable, "-m", "movielens_als.stages.bias", *overrides, "model.iterations=4"],
+        [sys.executable, "-m", "movielens_als.stages.train", "model=bias", *overrides, "model.iterations=4"],
         cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stderr

@@ -3,9 +3,10 @@
     movielens-als recommend --rate "Toy Story (1995)=5" --rate "Matrix, The (1999)=4.5" [-n 20]
     movielens-als similar "Toy Story (1995)" [-n 10]
 
-Both read the saved model of a training stage (``--stage als`` by default; ``genre_als`` works
-too) and the index of the same dataset, from the folders ``dvc repro`` writes. Nothing is
-unpickled: models are ``.npz`` arrays plus JSON metadata.
+Both read a saved model (``--model als`` by default; any model the pipeline trained, e.g.
+``genre_als``, ``bayes_als``, ``als_tuned``) and the index of the same dataset, from the folders
+``dvc repro`` writes (``pipeline.layout.Layout``). How a new user is folded in is the model's
+variant's business. Nothing is unpickled: models are ``.npz`` arrays plus JSON metadata.
 """
 
 from __future__ import annotations
@@ -19,14 +20,15 @@ from typing import Any
 
 from movielens_als.errors import MovieLensError
 
-MODEL_STAGES = ("als", "genre_als", "als_tuned", "genre_als_tuned", "bias")
-
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="movielens-als", description=__doc__.split("\n\n")[0])
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--dataset", default="ml-latest-small", help="dataset the model was trained on (default: %(default)s)")
-    common.add_argument("--stage", default="als", choices=MODEL_STAGES, help="which trained model to use (default: %(default)s)")
+    common.add_argument(
+        "--model", "--stage", dest="model", default="als",
+        help="which trained model to use: a folder under <results>/models/<dataset>/ (default: %(default)s)",
+    )
     common.add_argument("--data", default="data", type=Path, help="the pipeline's data folder (default: %(default)s)")
     common.add_argument("--results", default=None, type=Path, help="folder holding models/ (default: the data folder)")
     common.add_argument("-n", type=int, default=20, help="how many movies to list (default: %(default)s)")
@@ -61,13 +63,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from movielens_als.core.model import load_model
     from movielens_als.data.index import load_index
     from movielens_als.data.split import load_split
+    from movielens_als.errors import UsageError
+    from movielens_als.pipeline.layout import Layout
     from movielens_als.recommend import MovieCatalogue, recommend_new_user, similar_movies
 
-    results = args.results or args.data
-    model_path = results / "models" / args.dataset / args.stage / "model"
-    model = load_model(model_path)
-    index = load_index(args.data / "index" / args.dataset)
-    train_counts = load_split(args.data / "split" / args.dataset).train.by_item.row_counts()
+    layout = Layout(args.data, args.results or args.data, Path("reports"), args.dataset)
+    if not layout.model_dir(args.model).is_dir():
+        trained = sorted(p.name for p in layout.model_dir(args.model).parent.glob("*") if p.is_dir())
+        raise UsageError(
+            f"no trained model {args.model!r} in {layout.model_dir(args.model).parent} "
+            f"(trained: {', '.join(trained) or 'none; run dvc repro first'})"
+        )
+    model = load_model(layout.model_dir(args.model) / "model")
+    index = load_index(layout.index_dir)
+    train_counts = load_split(layout.split_dir).train.by_item.row_counts()
     catalogue = MovieCatalogue(index.titles, index.movie_ids, train_counts)
     if args.command == "recommend":
         return recommend_new_user(

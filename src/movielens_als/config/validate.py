@@ -8,8 +8,6 @@ from omegaconf import DictConfig
 
 from movielens_als.errors import ConfigError
 
-SPLIT_METHODS = ("random", "temporal")
-
 
 def validate(cfg: DictConfig, stage: str | None = None) -> None:
     """Check the sections a stage reads; raise ConfigError naming the first bad key."""
@@ -21,44 +19,35 @@ def validate(cfg: DictConfig, stage: str | None = None) -> None:
         raise ConfigError(f"dataset.name: unknown dataset {name!r}; known: {known}")
     _validate_split(cfg)
     _validate_sections(cfg)
-    if "model" in cfg:  # the stage's own model (params.yaml's <stage>.model, lifted by the stage)
-        validate_model(cfg.model, prefix="model", stage=stage)
+    if isinstance(cfg.get("model"), DictConfig):  # the stage's own model (resolved by the stage)
+        validate_model(cfg.model, prefix="model")
 
 
-def validate_model(model: Any, *, prefix: str = "model", stage: str | None = None) -> None:
-    """The model section: the core's own parameter checks, plus what each stage needs."""
+def validate_model(model: Any, *, prefix: str = "model") -> None:
+    """The model section: its variant's own parameter checks (the one owner of those rules)."""
     from omegaconf import OmegaConf
 
-    from movielens_als.core.model import ALSParams
+    from movielens_als.core.variant import model_params
 
     values = OmegaConf.to_container(model, resolve=True) if isinstance(model, DictConfig) else dict(model)
     try:
-        params = ALSParams.from_mapping(values)
+        model_params(values)
     except ConfigError as exc:
         raise ConfigError(str(exc).replace("model.", f"{prefix}.", 1)) from None
-    if stage == "bias" and params.K != 0:
-        raise ConfigError(f"{prefix}.K: the bias stage fits biases only and needs K = 0, got {params.K}")
-    if stage in ("als", "genre_als") and params.K < 1:
-        raise ConfigError(f"{prefix}.K: must be ≥ 1 for {stage}, got {params.K}")
-    if params.lam == 0:
-        raise ConfigError(f"{prefix}.lam: the noise precision λ must be > 0 (0 ignores every rating)")
 
 
 def _validate_split(cfg: DictConfig) -> None:
+    """The split rules live with the split (``data.split.check_settings``)."""
     if "split" not in cfg:
         return
-    _choice(cfg.split, "method", SPLIT_METHODS, "split")
-    fraction = _get(cfg, "split.train_fraction")
-    if not _is_number(fraction) or not 0 < fraction < 1:
-        raise ConfigError(f"split.train_fraction: must lie in (0, 1), got {fraction!r}")
-    val_fraction = _get(cfg, "split.val_fraction")
-    if not _is_number(val_fraction) or not 0 <= val_fraction < 1:
-        raise ConfigError(f"split.val_fraction: must lie in [0, 1), got {val_fraction!r}")
-    n_test = _get(cfg, "split.n_test_per_user")
-    if not _is_int(n_test) or n_test < 1:
-        raise ConfigError(f"split.n_test_per_user: must be an integer ≥ 1, got {n_test!r}")
-    if not _is_int(_get(cfg, "split.seed")):
-        raise ConfigError("split.seed: must be an integer")
+    from movielens_als.data.split import check_settings
+
+    for key in ("method", "train_fraction", "val_fraction", "seed", "n_test_per_user"):
+        _get(cfg, f"split.{key}")
+    check_settings(
+        cfg.split.method, cfg.split.train_fraction, cfg.split.val_fraction, cfg.split.seed,
+        cfg.split.n_test_per_user,
+    )
 
 
 def _validate_sections(cfg: DictConfig) -> None:
@@ -84,7 +73,7 @@ def _validate_sections(cfg: DictConfig) -> None:
         _positive_int(cfg, "kgrid.iterations")
     if "ranking" in cfg:
         if not _get(cfg, "ranking.models"):
-            raise ConfigError("ranking.models: name at least one trained stage (als, genre_als)")
+            raise ConfigError("ranking.models: name at least one trained model (e.g. als, genre_als)")
         ks = _get(cfg, "ranking.ks")
         if not ks or any(not _is_int(k) or k < 1 for k in ks):
             raise ConfigError(f"ranking.ks: must be a non-empty list of integers ≥ 1, got {ks!r}")

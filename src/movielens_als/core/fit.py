@@ -1,14 +1,12 @@
-"""The ALS training loop: alternating exact block updates, NLL and RMSE every iteration.
+"""The generic training loop every model variant shares, and the pieces variants reuse.
 
-One iteration is: every user's (b_m, u_m) given the movies, every movie's (c_n, v_n) given
-the users (shrunk toward the genre prior p_n in genre ALS), then — genre ALS only — the
-genre embeddings W given the movie factors. Each step is the exact minimiser of the NLL over
-its block (up to diagonal jitter on a numerically singular row, counted in
-``FitResult.jittered_rows``), so the NLL never increases; the notebook's W rule
-(``genre_update="notebook"``) is the one exception and is kept for comparison.
+``fit`` asks the parameters' variant (``core.variant``) for everything model-specific: the
+initial per-side state, the half-step over the rows of one side given the other, the work
+after both half-steps (genre embeddings, hyper-parameter draws), the objective and the
+predictions scored on each eval set. One sweep is users given movies, then movies given users.
 
-The kernels never see the callback: after each iteration ``fit`` builds an
-``IterationRecord`` and hands it to the caller's callback (MLflow logging, curves).
+The kernels never see the callback: after each sweep ``fit`` builds an ``IterationRecord``
+and hands it to the caller's callback (MLflow logging, curves, progress).
 """
 
 from __future__ import annotations
@@ -17,7 +15,7 @@ import contextlib
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numba
 import numpy as np
@@ -25,13 +23,14 @@ import scipy.linalg.cython_blas  # noqa: F401  (load the BLAS that Numba's np.do
 from threadpoolctl import ThreadpoolController
 
 from movielens_als.core import kernels
-from movielens_als.core.model import ALSParams, FactorModel, rmse
+from movielens_als.core.model import FactorModel, rmse_of
+from movielens_als.core.variant import VariantParams, model_params, variant_of
 from movielens_als.errors import ConfigError, DataError, NumericalError
 from movielens_als.sparse import CSR, RatingMatrix, Ratings
 
 # Blocks per thread in a half-step: enough for dynamic scheduling to even out power-law rows.
 BLOCKS_PER_THREAD = 16
-_STATUS_TEXT = {
+STATUS_TEXT = {
     kernels.STATUS_NOT_PD: "its system is not positive definite even after diagonal jitter",
     kernels.STATUS_NOT_FINITE: "its system or solution contains NaN or inf",
 }
@@ -42,8 +41,8 @@ class IterationRecord:
     """What one iteration produced.
 
     ``eval_rmse`` has one entry per eval set given to ``fit`` ("test", "val", …);
-    ``seconds`` is the wall time of the sweep and its NLL (the eval RMSEs are computed after
-    the clock stops).
+    ``seconds`` is the wall time of the sweep and its objective (the eval RMSEs are computed
+    after the clock stops); ``nll`` is the variant's objective (the NLL for ALS).
     """
 
     iteration: int
@@ -51,6 +50,7 @@ class IterationRecord:
     train_rmse: float
     eval_rmse: dict[str, float]
     seconds: float
+    extra: dict[str, float] = field(default_factory=dict)  # the variant's own diagnostics
 
 
 @dataclass
@@ -112,89 +112,9 @@ def single_threaded_blas():
         yield
 
 
-def _dynamic_scheduling():
+def dynamic_scheduling():
     """Hand blocks to threads one at a time (power-law rows; CPUs shared with other work)."""
     return numba.parallel_chunksize(1)
-
-
-def update_rows(
-    matrix: CSR,
-    offset: float,
-    other_bias: np.ndarray,
-    other_factors: np.ndarray,
-    own_bias: np.ndarray,
-    own_factors: np.ndarray,
-    *,
-    lam: float,
-    tau: float,
-    gamma: float,
-    count_scaled: bool,
-    prior: np.ndarray | None = None,
-    schedule: RowSchedule | None = None,
-    compute_sse: bool = False,
-    side: str = "row",
-) -> tuple[np.ndarray, int]:
-    """One ALS half-step: every row of ``matrix`` given the other side, in place.
-
-    K = other_factors.shape[1]; K = 0 runs the bias-only kernel. ``own_bias`` (float32,
-    n_rows) and ``own_factors`` (float32, n_rows×K) are overwritten. Returns the per-row
-    squared residuals (zeros unless ``compute_sse``) and the number of rows that needed
-    diagonal jitter. Raises NumericalError naming the first row (as ``side`` index) whose
-    solve failed.
-    """
-    n_rows = matrix.n_rows
-    n_factors = other_factors.shape[1]
-    row_sse = np.zeros(n_rows, dtype=np.float64)
-    row_status = np.zeros(n_rows, dtype=np.int8)
-    with _dynamic_scheduling(), single_threaded_blas():
-        if n_factors == 0:
-            kernels.update_bias_side(
-                matrix.indptr,
-                matrix.indices,
-                matrix.data,
-                float(offset),
-                other_bias,
-                own_bias,
-                float(lam),
-                float(gamma),
-                bool(compute_sse),
-                row_sse,
-                row_status,
-            )
-        else:
-            if schedule is None:
-                schedule = row_schedule(matrix.row_counts(), n_factors)
-            if prior is None:
-                prior = np.zeros((0, n_factors), dtype=np.float32)
-            kernels.update_factor_side(
-                matrix.indptr,
-                matrix.indices,
-                matrix.data,
-                float(offset),
-                other_bias,
-                other_factors,
-                own_bias,
-                own_factors,
-                prior,
-                float(lam),
-                float(tau),
-                float(gamma),
-                bool(count_scaled),
-                schedule.order,
-                schedule.block_ptr,
-                bool(compute_sse),
-                row_sse,
-                row_status,
-            )
-    failed = np.flatnonzero(row_status >= kernels.STATUS_NOT_PD)
-    if len(failed):
-        row = int(failed[0])
-        raise NumericalError(
-            f"ALS {side} update failed for {side} index {row} ({matrix.row_counts()[row]} "
-            f"ratings; {len(failed)} {side}s failed in all): "
-            f"{_STATUS_TEXT[int(row_status[row])]} (λ={lam}, τ={tau}, γ={gamma})"
-        )
-    return row_sse, int(np.count_nonzero(row_status == kernels.STATUS_JITTERED))
 
 
 def _check_train(train: RatingMatrix) -> None:
@@ -270,9 +190,9 @@ def cache_aligned(values: np.ndarray) -> np.ndarray:
 
 
 def init_factors(
-    params: ALSParams, n_users: int, n_items: int, n_genres: int | None
+    params: VariantParams, n_users: int, n_items: int, n_genres: int | None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """U, V (and W for genre ALS) as float32: N(0, 1/K) from default_rng(seed), or zeros.
+    """U, V (and W when genres are given) as float32: N(0, 1/K) from default_rng(seed), or zeros.
 
     U and V are cache-line aligned (see ``cache_aligned``)."""
     K = params.K
@@ -292,60 +212,19 @@ def init_factors(
     return user_factors, item_factors, genre_factors
 
 
-def update_genres(
-    movie_genres: CSR,
-    item_weight: np.ndarray,
-    item_factors: np.ndarray,
-    *,
-    tau: float,
-    eta: float,
-    rule: str,
-) -> np.ndarray:
-    """New genre embeddings W (float32, G×K) given the movie factors V.
-
-    ``rule="exact"``: W minimises τ/2 Σ_n s_n ‖v_n − A_n W‖² + η/2 ‖W‖², where A_n is movie
-    n's row of genre-averaging weights (1/|genres(n)| on each of its genres, so p_n = A_n W)
-    and s_n its prior weight (1, or its train rating count under count scaling). Setting the
-    gradient −τ Σ_n s_n A_nᵀ (v_n − A_n W) + η W to zero gives the G×G normal equations
-    (τ AᵀSA + η I) W = τ AᵀSV, solved by Cholesky; genres no weighted movie carries get 0.
-    ``rule="notebook"``: w_g = τ Σ_{n∈g} s_n v_n / (τ Σ_{n∈g} s_n + η), which equals the
-    exact rule only when every movie has at most one genre.
-    """
-    out = np.zeros((movie_genres.n_cols, item_factors.shape[1]), dtype=np.float64)
-    if rule == "exact":
-        ata, atv = kernels.genre_normal_equations(
-            movie_genres.indptr,
-            movie_genres.indices,
-            item_weight,
-            item_factors,
-            movie_genres.n_cols,
+def raise_failed_rows(row_status: np.ndarray, matrix: CSR, side: str, settings: str) -> None:
+    """NumericalError naming the first row whose solve failed (see kernels.STATUS_*)."""
+    failed = np.flatnonzero(row_status >= kernels.STATUS_NOT_PD)
+    if len(failed):
+        row = int(failed[0])
+        raise NumericalError(
+            f"{side} update failed for {side} index {row} ({matrix.row_counts()[row]} "
+            f"ratings; {len(failed)} {side}s failed in all): "
+            f"{STATUS_TEXT[int(row_status[row])]} ({settings})"
         )
-        status = kernels.solve_genre_exact(ata, atv, float(tau), float(eta), out)
-        if status >= kernels.STATUS_NOT_PD:
-            raise NumericalError(
-                f"genre update failed: {_STATUS_TEXT[int(status)]} (τ={tau}, η={eta})"
-            )
-    else:
-        kernels.solve_genre_notebook(
-            movie_genres.indptr,
-            movie_genres.indices,
-            item_weight,
-            item_factors,
-            float(tau),
-            float(eta),
-            out,
-        )
-    return out.astype(np.float32)
 
 
-def genre_prior(movie_genres: CSR, genre_factors: np.ndarray) -> np.ndarray:
-    """p_n = mean of w_g over movie n's genres (0 without genres), float32 n_items×K."""
-    out = np.empty((movie_genres.n_rows, genre_factors.shape[1]), dtype=np.float32)
-    kernels.genre_prior(movie_genres.indptr, movie_genres.indices, genre_factors, out)
-    return out
-
-
-def _sum_squares(values: np.ndarray) -> float:
+def sum_squares(values: np.ndarray) -> float:
     """Σ x² in float64 (NumPy's pairwise sum: a fixed order, whatever the thread count)."""
     as_float = values.astype(np.float64).ravel()
     return float(np.sum(as_float * as_float))
@@ -353,120 +232,61 @@ def _sum_squares(values: np.ndarray) -> float:
 
 def fit(
     train: RatingMatrix,
-    params: ALSParams,
+    params: VariantParams | Mapping,
     *,
     movie_genres: CSR | None = None,
     evals: Mapping[str, Ratings] | None = None,
     callback: Callable[[IterationRecord], None] | None = None,
 ) -> FitResult:
-    """Fit bias-only (K = 0), full ALS, or genre ALS (``movie_genres`` given) on ``train``.
+    """Fit the variant ``params`` names on ``train``.
 
-    ``evals`` maps names ("test", "val", …) to rating sets scored every iteration;
+    ``movie_genres`` (movies × genres) is required exactly when ``params.uses_genres``.
+    ``evals`` maps names ("test", "val", …) to rating sets scored after every sweep;
     ``callback`` receives each IterationRecord as soon as it exists.
     """
+    params = model_params(params)
+    variant = variant_of(params)
     _check_train(train)
     evals = dict(evals or {})
     _check_evals(evals)
-    if movie_genres is not None:
-        if params.K == 0:
-            raise ConfigError(
-                "genre ALS needs latent factors: model.K must be ≥ 1 when genres are given"
-            )
+    if params.uses_genres:
+        if movie_genres is None:
+            raise ConfigError("model.genres is true: fitting needs the movie–genre matrix (the index's genres)")
         if movie_genres.n_rows != train.n_items:
             raise DataError(
                 f"movie_genres has {movie_genres.n_rows} rows but the train matrix has {train.n_items} movies"
             )
-
-    n_users, n_items, K = train.n_users, train.n_items, params.K
-    count_scaled = params.reg_scaling == "count"
-    user_counts = train.by_user.row_counts()
-    item_counts = train.by_item.row_counts()
-    user_weight = user_counts.astype(np.float64) if count_scaled else np.ones(n_users)
-    item_weight = item_counts.astype(np.float64) if count_scaled else np.ones(n_items)
+    else:
+        movie_genres = None
     mu = float(np.mean(train.by_user.data, dtype=np.float64)) if params.center else 0.0
-    lam, tau, gamma, eta = params.lam, params.tau, params.gamma, params.eta
-
-    user_bias = np.zeros(n_users, dtype=np.float32)
-    item_bias = np.zeros(n_items, dtype=np.float32)
-    n_genres = None if movie_genres is None else movie_genres.n_cols
-    user_factors, item_factors, genre_factors = init_factors(params, n_users, n_items, n_genres)
-    prior = None if genre_factors is None else genre_prior(movie_genres, genre_factors)
-    cold_items = np.flatnonzero(item_counts == 0)
-    user_schedule = row_schedule(user_counts, K) if K else None
-    item_schedule = row_schedule(item_counts, K) if K else None
-    model = FactorModel(mu, user_bias, item_bias, user_factors, item_factors, genre_factors, params)
-
+    state = variant.start(params, train, movie_genres, mu)
+    user_counts, item_counts = state.users.counts, state.items.counts
     coverage = {name: eval_coverage(r, user_counts, item_counts) for name, r in evals.items()}
     history: list[IterationRecord] = []
-    jittered = 0
-    for iteration in range(1, params.iterations + 1):
-        start = time.perf_counter()
-        # users: [b_m, u_m] = (λ Σ x xᵀ + diag(γ, τ s_m I))⁻¹ λ Σ x (r − μ − c_n), x = [1, v_n]
-        _, n_jit = update_rows(
-            train.by_user,
-            mu,
-            item_bias,
-            item_factors,
-            user_bias,
-            user_factors,
-            lam=lam,
-            tau=tau,
-            gamma=gamma,
-            count_scaled=count_scaled,
-            schedule=user_schedule,
-            side="user",
-        )
-        jittered += n_jit
-        # movies: same with users fixed, shrunk toward p_n (+ τ s_n p_n on the right)
-        item_sse, n_jit = update_rows(
-            train.by_item,
-            mu,
-            user_bias,
-            user_factors,
-            item_bias,
-            item_factors,
-            lam=lam,
-            tau=tau,
-            gamma=gamma,
-            count_scaled=count_scaled,
-            prior=prior,
-            schedule=item_schedule,
-            compute_sse=True,
-            side="movie",
-        )
-        jittered += n_jit
-        if movie_genres is not None:
-            genre_factors = update_genres(
-                movie_genres, item_weight, item_factors, tau=tau, eta=eta, rule=params.genre_update
-            )
-            prior = genre_prior(movie_genres, genre_factors)
-            model.genre_factors = genre_factors
-            # movies without train ratings follow their prior: v_n = p_n is their exact
-            # minimiser given the new W (their only NLL term is τ/2 s_n ‖v_n − p_n‖²)
-            item_factors[cold_items] = prior[cold_items]
-
-        sse = float(np.sum(item_sse))
-        nll = 0.5 * lam * sse + 0.5 * gamma * (_sum_squares(user_bias) + _sum_squares(item_bias))
-        if K:
-            # τ/2 (Σ_m s_m ‖u_m‖² + Σ_n s_n ‖v_n − p_n‖²), p = 0 outside genre ALS
-            no_prior = np.zeros((0, K), dtype=np.float32)
-            penalty = kernels.weighted_squared_distance(user_factors, no_prior, user_weight)
-            penalty += kernels.weighted_squared_distance(
-                item_factors, no_prior if prior is None else prior, item_weight
-            )
-            nll += 0.5 * tau * penalty
-        if genre_factors is not None:
-            nll += 0.5 * eta * _sum_squares(genre_factors)
-        seconds = time.perf_counter() - start
-
+    for sweep in range(1, params.n_iterations + 1):
+        started = time.perf_counter()
+        variant.half_step(params, state, state.users, state.items, sweep=sweep, compute_sse=False)
+        sse = variant.half_step(params, state, state.items, state.users, sweep=sweep, compute_sse=True)
+        variant.end_sweep(params, state, sweep=sweep, sse=sse)
+        objective = variant.objective(params, state, sse=sse)
+        seconds = time.perf_counter() - started
         record = IterationRecord(
-            iteration=iteration,
-            nll=float(nll),
+            iteration=sweep,
+            nll=float(objective),
             train_rmse=math.sqrt(sse / train.nnz),
-            eval_rmse={name: rmse(model, ratings) for name, ratings in evals.items()},
+            eval_rmse={
+                name: rmse_of(variant.predict(params, state, name, ratings), ratings)
+                for name, ratings in evals.items()
+            },
             seconds=seconds,
+            extra=variant.sweep_metrics(params, state),
         )
         history.append(record)
         if callback is not None:
             callback(record)
-    return FitResult(model=model, history=history, eval_coverage=coverage, jittered_rows=jittered)
+    return FitResult(
+        model=variant.model(params, state),
+        history=history,
+        eval_coverage=coverage,
+        jittered_rows=state.jittered_rows,
+    )

@@ -168,23 +168,36 @@ def cholesky_jittered(system, dim, factor):
 
 
 @njit(cache=True, fastmath=_VECTORISE)
-def cholesky_solve(factor, dim, rhs, out):
-    """Solve L Lᵀ x = rhs for x (``out``), given the lower factor L."""
-    # forward: L y = rhs, one dot product per row
+def forward_substitute(factor, dim, rhs, out):
+    """Solve L y = rhs for y (``out``), given the lower factor L: one dot product per row."""
     for i in range(dim):
         li = factor[i, :i]
         acc = rhs[i]
         for k in range(i):
             acc -= li[k] * out[k]
         out[i] = acc / factor[i, i]
-    # backward: Lᵀ x = y by columns of Lᵀ (rows of L): x_i = y_i / L_ii, y[:i] −= x_i L[i, :i]
+
+
+@njit(cache=True, fastmath=_VECTORISE)
+def back_substitute(factor, dim, values):
+    """Solve Lᵀ x = y in place (``values`` holds y, then x), given the lower factor L.
+
+    By columns of Lᵀ (rows of L): x_i = y_i / L_ii, then y[:i] −= x_i L[i, :i].
+    """
     for i in range(dim - 1, -1, -1):
-        x_i = out[i] / factor[i, i]
-        out[i] = x_i
+        x_i = values[i] / factor[i, i]
+        values[i] = x_i
         li = factor[i, :i]
-        head = out[:i]
+        head = values[:i]
         for k in range(i):
             head[k] -= x_i * li[k]
+
+
+@njit(cache=True)
+def cholesky_solve(factor, dim, rhs, out):
+    """Solve L Lᵀ x = rhs for x (``out``), given the lower factor L."""
+    forward_substitute(factor, dim, rhs, out)
+    back_substitute(factor, dim, out)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -226,30 +239,14 @@ def row_squared_error(design, n, cols, vals, offset, other_bias, bias, factors):
 
 
 @njit(cache=True)
-def solve_row(
-    cols,
-    vals,
-    offset,
-    other_bias,
-    other_factors,
-    lam,
-    tau_row,
-    gamma,
-    prior_row,
-    has_prior,
-    scratch,
-    factors_out,
-    compute_sse,
-):
-    """Exact joint update of one row's bias and factors; returns (status, bias, sse).
+def row_normal_equations(cols, vals, offset, other_bias, other_factors, lam, scratch):
+    """The data part of one row's system: λ Σ x xᵀ (lower triangle of ``system``) and
+    λ Σ x y (``rhs``), with x = [1, v_col] and y = r − offset − c_col over the row's ratings.
 
-    [b, u] = (λ Σ x xᵀ + diag(γ, τ_row I))⁻¹ (λ Σ x y + [0, τ_row p]) with x = [1, v_col],
-    y = r − offset − c_col, over the row's ratings (``cols``, ``vals``). The factors are
-    written to ``factors_out`` and the bias returned, both rounded to float32; when
-    ``compute_sse``, the row's exact squared residual Σ (y − b − uᵀv)² of these stored
-    float32 values is returned (float64), else 0.
+    Leaves each rating's design row z = [1, v_col, y] in ``design`` (``row_squared_error``
+    reads it back).
     """
-    design, gram, system, factor, rhs, theta = scratch
+    design, gram, system, _, rhs, _ = scratch
     n_factors = other_factors.shape[1]
     dim = n_factors + 1
     n = len(cols)
@@ -279,6 +276,36 @@ def solve_row(
                 system_i[j] = (0.0 if first else system_i[j]) + lam * np.float64(gram_i[j])
             rhs[i] = (0.0 if first else rhs[i]) + lam * np.float64(gram[y_col, i])
 
+
+@njit(cache=True)
+def solve_row(
+    cols,
+    vals,
+    offset,
+    other_bias,
+    other_factors,
+    lam,
+    tau_row,
+    gamma,
+    prior_row,
+    has_prior,
+    scratch,
+    factors_out,
+    compute_sse,
+):
+    """Exact joint update of one row's bias and factors; returns (status, bias, sse).
+
+    [b, u] = (λ Σ x xᵀ + diag(γ, τ_row I))⁻¹ (λ Σ x y + [0, τ_row p]) with x = [1, v_col],
+    y = r − offset − c_col, over the row's ratings (``cols``, ``vals``). The factors are
+    written to ``factors_out`` and the bias returned, both rounded to float32; when
+    ``compute_sse``, the row's exact squared residual Σ (y − b − uᵀv)² of these stored
+    float32 values is returned (float64), else 0.
+    """
+    design, _, system, factor, rhs, theta = scratch
+    n_factors = other_factors.shape[1]
+    dim = n_factors + 1
+    row_normal_equations(cols, vals, offset, other_bias, other_factors, lam, scratch)
+
     # + diag(γ, τ_row I) and + [0, τ_row p]
     system[0, 0] += gamma
     for k in range(n_factors):
@@ -299,7 +326,7 @@ def solve_row(
         factors_out[k] = np.float32(theta[1 + k])
 
     sse = (
-        row_squared_error(design, n, cols, vals, offset, other_bias, bias, factors_out)
+        row_squared_error(design, len(cols), cols, vals, offset, other_bias, bias, factors_out)
         if compute_sse
         else 0.0
     )

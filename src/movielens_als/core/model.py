@@ -1,112 +1,26 @@
-"""Model parameters, the fitted factor model, its predictions and its files.
+"""The fitted factor model every variant produces, its predictions and its files.
 
-The shipped hyper-parameters live in ``conf/model/*.yaml`` (the single source of truth); they
-were found by hand on ml-latest-small with the notebook's split (90,926 train / 9,910 test
-ratings). Test RMSE after 20 iterations:
-
-* ``bias``: the notebook's bias-only setting (λ = γ = 0.01, μ included, zero init) — 0.8577,
-  the notebook's number.
-* ``als``: K = 32, λ = 1, ALS-WR count scaling with τ = 0.15 per rating, γ = 1 — 0.8384
-  (hand search over τ ∈ [0.03, 0.3], γ ∈ {0.1, 1, 3, 5}, K ∈ {32, 64}; K = 64 gives 0.8383).
-* ``genre_als``: the ``als`` setting plus the genre prior with η = 20 and the exact W
-  update — 0.8247; the notebook's W rule with the same setting gives 0.8317.
-
-``tests/test_core_realdata.py`` checks these as bands.
+A model predicts r̂ = μ + b_m + c_n + u_mᵀ v_n. Variants whose prediction is an average of
+several factor draws (Bayesian ALS) store them side by side, scaled by 1/√S, so that the one
+dot product is the average of the draws' dot products and every consumer (ranking, similar
+movies, analyses) works unchanged. Typed parameters come from the variant (``core.variant``).
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from movielens_als.atomic import load_npz, read_json, save_npz, write_json
 from movielens_als.core import kernels
-from movielens_als.errors import ConfigError, DataError
+from movielens_als.core.variant import VariantParams, model_params
+from movielens_als.errors import DataError
 from movielens_als.sparse import Ratings
 
-REG_SCALINGS = ("constant", "count")
-GENRE_UPDATES = ("exact", "notebook")
-INITS = ("normal", "zeros")
-MODEL_FORMAT = 1
-
-@dataclass(frozen=True)
-class ALSParams:
-    """Hyper-parameters of one fit (the ``model`` config group).
-
-    K: latent factors (0 = bias-only). lam (λ): precision of the rating noise. tau (τ):
-    factor regulariser (per rating under ``reg_scaling="count"``). gamma (γ): bias
-    regulariser (never scaled). eta (η): genre-embedding regulariser (genre ALS only).
-    iterations: user+item sweeps. seed: seed of the factor initialisation. center: include
-    the train mean μ. reg_scaling: "constant" (τ I, the notebook) | "count" (τ|Ω_m| I,
-    ALS-WR). genre_update: "exact" (normal equations for W) | "notebook" (weighted average).
-    init: "normal" (N(0, 1/K)) | "zeros" (biases always start at 0).
-    """
-
-    K: int = 32
-    lam: float = 1.0
-    tau: float = 0.1
-    gamma: float = 1.0
-    eta: float = 0.0
-    iterations: int = 20
-    seed: int = 42
-    center: bool = True
-    reg_scaling: str = "count"
-    genre_update: str = "exact"
-    init: str = "normal"
-
-    def __post_init__(self) -> None:
-        for name in ("K", "iterations", "seed"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-                raise ConfigError(f"model.{name} must be an integer, got {value!r}")
-        if self.K < 0:
-            raise ConfigError(f"model.K must be ≥ 0 (0 = bias-only), got {self.K}")
-        if self.iterations < 1:
-            raise ConfigError(f"model.iterations must be ≥ 1, got {self.iterations}")
-        if self.seed < 0:
-            raise ConfigError(f"model.seed must be ≥ 0, got {self.seed}")
-        for name in ("lam", "tau", "gamma", "eta"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
-                raise ConfigError(f"model.{name} must be a number, got {value!r}")
-            if not (math.isfinite(float(value)) and float(value) >= 0.0):
-                raise ConfigError(f"model.{name} must be a finite number ≥ 0, got {value!r}")
-        if not isinstance(self.center, (bool, np.bool_)):
-            raise ConfigError(f"model.center must be true or false, got {self.center!r}")
-        # normalise numeric types (YAML/OmegaConf ints for floats, numpy scalars) for JSON
-        for name in ("K", "iterations", "seed"):
-            object.__setattr__(self, name, int(getattr(self, name)))
-        for name in ("lam", "tau", "gamma", "eta"):
-            object.__setattr__(self, name, float(getattr(self, name)))
-        object.__setattr__(self, "center", bool(self.center))
-        for name, allowed in (
-            ("reg_scaling", REG_SCALINGS),
-            ("genre_update", GENRE_UPDATES),
-            ("init", INITS),
-        ):
-            if getattr(self, name) not in allowed:
-                raise ConfigError(
-                    f"model.{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}"
-                )
-
-    @classmethod
-    def from_mapping(cls, values: Mapping[str, Any]) -> ALSParams:
-        """Build from a config mapping; unknown keys are a ConfigError naming them."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(
-                f"unknown model key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
-            )
-        return cls(**dict(values))
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+MODEL_FORMAT = 2  # 2: params carry their variant; variant arrays ("x_" + name)
+EXTRA_PREFIX = "x_"
 
 
 @dataclass
@@ -114,7 +28,9 @@ class FactorModel:
     """A fitted model: r̂ = μ + b_m + c_n + u_mᵀ v_n (μ = 0 when ``params.center`` is false).
 
     Arrays are float32: user_bias (n_users,), item_bias (n_items,), user_factors
-    (n_users, K), item_factors (n_items, K), genre_factors (G, K) for genre ALS else None.
+    (n_users, K), item_factors (n_items, K), genre_factors (G, K) for genre models else None.
+    K here is the stored width (``params.K`` times the draws a Bayesian model averages).
+    ``extras`` holds a variant's own arrays (e.g. the hyper-parameter draws its fold-in uses).
     """
 
     mu: float
@@ -123,7 +39,8 @@ class FactorModel:
     user_factors: np.ndarray
     item_factors: np.ndarray
     genre_factors: np.ndarray | None
-    params: ALSParams
+    params: VariantParams
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def n_users(self) -> int:
@@ -169,10 +86,14 @@ def rmse(model: FactorModel, ratings: Ratings) -> float:
     Ratings of users or movies without train data are predicted from the terms that exist
     (μ and the known bias; see ``FactorModel.predict``).
     """
+    return rmse_of(model.predict(ratings.user, ratings.item), ratings)
+
+
+def rmse_of(predictions: np.ndarray, ratings: Ratings) -> float:
+    """Root-mean-square error of ``predictions`` against ``ratings`` (NaN when empty)."""
     if len(ratings) == 0:
         return float("nan")
-    pred = model.predict(ratings.user, ratings.item)
-    errors = ratings.rating.astype(np.float64) - pred
+    errors = ratings.rating.astype(np.float64) - predictions
     return float(np.sqrt(np.sum(errors * errors) / len(errors)))
 
 
@@ -192,6 +113,7 @@ def save_model(model: FactorModel, path: str | Path) -> None:
     }
     if model.genre_factors is not None:
         arrays["genre_factors"] = model.genre_factors
+    arrays.update({EXTRA_PREFIX + name: values for name, values in model.extras.items()})
     save_npz(base.with_name(base.name + ".npz"), **arrays)
     write_json(
         base.with_name(base.name + ".json"),
@@ -221,7 +143,7 @@ def load_model(path: str | Path) -> FactorModel:
     missing_keys = {"params", "n_users", "n_items", "K", "n_genres", "mu"} - set(meta)
     if missing_keys:
         raise DataError(f"{json_path}: missing {', '.join(sorted(missing_keys))}")
-    params = ALSParams.from_mapping(meta["params"])
+    params = model_params(meta["params"])
     arrays = load_npz(npz_path)
     required = ("user_bias", "item_bias", "user_factors", "item_factors")
     missing = [name for name in required if name not in arrays]
@@ -249,4 +171,5 @@ def load_model(path: str | Path) -> FactorModel:
         item_factors=arrays["item_factors"],
         genre_factors=arrays.get("genre_factors"),
         params=params,
+        extras={k[len(EXTRA_PREFIX):]: v for k, v in arrays.items() if k.startswith(EXTRA_PREFIX)},
     )

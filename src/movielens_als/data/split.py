@@ -78,7 +78,7 @@ def split_ratings(
     train. Invalid settings raise :class:`ConfigError` naming the ``split.*`` key; a split
     that leaves train empty too.
     """
-    _validate(method, train_fraction, val_fraction, seed, n_test_per_user)
+    check_settings(method, train_fraction, val_fraction, seed, n_test_per_user)
     n = len(data.ratings)
     random_state = np.random.RandomState(seed)
     if method == "random":
@@ -220,7 +220,7 @@ def _coverage(part: str, matrix: RatingMatrix, train: RatingMatrix) -> dict[str,
     }
 
 
-def _validate(
+def check_settings(
     method: str, train_fraction: float, val_fraction: float, seed: int, n_test_per_user: int
 ) -> None:
     if method not in METHODS:

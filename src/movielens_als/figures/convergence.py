@@ -72,9 +72,18 @@ def _use_log_scale(values: np.ndarray) -> bool:
     return bool(len(finite) > 1 and finite.min() > 0 and finite.max() / finite.min() >= 10)
 
 
-def convergence_figure(history: pd.DataFrame | Iterable[Any], title: str) -> Figure:
-    """Two panels: the NLL per iteration (log y when it spans a decade) and the RMSE per
-    iteration on train, validation (when present) and test, with final/best values in the legend.
+def convergence_figure(
+    history: pd.DataFrame | Iterable[Any],
+    title: str,
+    *,
+    step: str = "iteration",
+    objective: str = "Negative log-likelihood",
+) -> Figure:
+    """Two panels: the objective per step (log y when it spans a decade) and the RMSE per
+    step on train, validation (when present) and test, with final/best values in the legend.
+
+    ``step`` names the x axis' unit ("iteration" for ALS, "sample" for Gibbs sampling) and
+    ``objective`` what the left panel shows.
     """
     frame = history_frame(history)
     iterations = frame["iteration"].to_numpy()
@@ -98,9 +107,9 @@ def convergence_figure(history: pd.DataFrame | Iterable[Any], title: str) -> Fig
         )
     if _use_log_scale(nll):
         ax_nll.set_yscale("log")
-        ax_nll.set_ylabel("Negative log-likelihood (training objective, log scale)")
+        ax_nll.set_ylabel(f"{objective} (training objective, log scale)")
     else:
-        ax_nll.set_ylabel("Negative log-likelihood (training objective)")
+        ax_nll.set_ylabel(f"{objective} (training objective)")
     ax_nll.set_title("Training objective")
 
     for split in _rmse_splits(frame):
@@ -111,7 +120,7 @@ def convergence_figure(history: pd.DataFrame | Iterable[Any], title: str) -> Fig
         label = f"{_SPLIT_LABEL.get(split, split)} (final {rmse[shown][-1]:.4f}"
         if split != "train":
             best = int(np.nanargmin(np.where(shown, rmse, np.nan)))
-            label += f", best {rmse[best]:.4f} at iteration {iterations[best]}"
+            label += f", best {rmse[best]:.4f} at {step} {iterations[best]}"
         ax_rmse.plot(
             iterations[shown],
             rmse[shown],
@@ -125,11 +134,11 @@ def convergence_figure(history: pd.DataFrame | Iterable[Any], title: str) -> Fig
     ax_rmse.legend(loc="upper right", fontsize=8)
 
     for ax in (ax_nll, ax_rmse):
-        ax.set_xlabel("Iteration")
+        ax.set_xlabel(step.capitalize())
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     if "seconds" in frame.columns and np.isfinite(frame["seconds"].to_numpy(float)).all():
         total = float(frame["seconds"].sum())
-        title = f"{title} ({len(frame)} iterations, {total:.1f} s)"
+        title = f"{title} ({len(frame)} {step}s, {total:.1f} s)"
     fig.suptitle(title)
     return fig

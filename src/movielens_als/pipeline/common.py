@@ -1,4 +1,5 @@
-"""What every stage does around its work: validate, open the MLflow run, save figures."""
+"""What every stage does around its work: validate, open the MLflow run, resolve the model it
+trains, and publish its metrics, curve, figures and artifacts."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from typing import Any
 from matplotlib.figure import Figure
 from omegaconf import DictConfig, open_dict
 
-from movielens_als.atomic import atomic_path
+from movielens_als.atomic import atomic_path, write_json
 from movielens_als.config.validate import validate
+from movielens_als.errors import ConfigError
 from movielens_als.pipeline.layout import Layout
 from movielens_als.tracking.context import dvc_out_hash, git_commit
 from movielens_als.tracking.mlflow_tracker import NullTracker, flatten_config, open_tracker
@@ -31,6 +33,30 @@ def stage_view(cfg: DictConfig, stage: str) -> DictConfig:
         for key, value in cfg[stage].items():
             if key not in view:
                 view[key] = value
+    return view
+
+
+def with_model(cfg: DictConfig, key: str = "model") -> DictConfig:
+    """The config with ``model`` as the full model section.
+
+    Stage configs (``conf/<stage>.yaml``) compose the ``model`` group there already; in
+    ``params.yaml`` every shipped model lives under ``models.<name>`` and the stage names one
+    (``train.model``, ``sweep.model``, ``kgrid.model``, lifted to ``cfg[key]``).
+    """
+    chosen = cfg.get(key)
+    if isinstance(chosen, DictConfig):
+        return cfg
+    models = cfg.get("models") or {}
+    if chosen is None or chosen not in models:
+        known = ", ".join(models) or "none"
+        raise ConfigError(
+            f"{key}: name the model to use, one of the configured models ({known}); got {chosen!r}"
+        )
+    if models[chosen].get("name") != chosen:
+        raise ConfigError(f"models.{chosen}.name: must equal its key {chosen!r} (it names the outputs)")
+    view = cfg.copy()
+    with open_dict(view):
+        view.model = models[chosen]
     return view
 
 
@@ -61,6 +87,33 @@ def save_figures(figures: Mapping[str, Figure], folder: Path) -> list[Path]:
         for name, figure in figures.items():
             figure.savefig(tmp / name, format="pdf", bbox_inches="tight")
     return [folder / name for name in figures]
+
+
+def publish(
+    tracker: NullTracker,
+    layout: Layout,
+    name: str,
+    metrics: Mapping[str, Any],
+    *,
+    figures: Mapping[str, Figure] | None = None,
+    curve: Any = None,
+    artifacts: Iterable[Path] = (),
+    logged: Mapping[str, float] | None = None,
+) -> None:
+    """Write stage output ``name``'s curve CSV, figures and metrics JSON (in that order: the
+    metrics file last, once everything it describes exists), then log to the MLflow run the
+    metrics (``logged``, default every top-level number of ``metrics``) and every file as an
+    artifact. ``layout`` is where the run writes (``Layout.outputs``)."""
+    files: list[Path] = []
+    if curve is not None:
+        with atomic_path(layout.curve_file(name)) as tmp:
+            curve.to_csv(tmp, index=False)
+        files.append(layout.curve_file(name))
+    if figures:
+        files += save_figures(figures, layout.figures_dir(name))
+    write_json(layout.metrics_file(name), metrics)
+    tracker.log_metrics(numeric_metrics(metrics) if logged is None else dict(logged))
+    tracker.log_artifacts([layout.metrics_file(name), *files, *artifacts])
 
 
 def numeric_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:

@@ -6,8 +6,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from movielens_als.atomic import write_json
-from movielens_als.pipeline.common import numeric_metrics, split_as_configured, stage_run
+from movielens_als.pipeline.common import publish, split_as_configured, stage_run
 from movielens_als.pipeline.layout import Layout
 
 
@@ -49,9 +48,7 @@ def run_index(cfg: DictConfig) -> dict[str, Any]:
         movies = read_movies(release, layout.raw_dir)
         data, metrics = build_index(ratings, movies, release)
         save_index(data, layout.outputs.index_dir)
-        write_json(layout.outputs.metrics_file("index"), metrics)
-        tracker.log_metrics(numeric_metrics(metrics))
-        tracker.log_artifacts([layout.outputs.metrics_file("index")])
+        publish(tracker, layout.outputs, "index", metrics)
     return metrics
 
 
@@ -65,8 +62,6 @@ def run_split(cfg: DictConfig) -> dict[str, Any]:
         data = load_index(layout.index_dir)
         split, metrics = split_as_configured(data, cfg.split)
         save_split(split, layout.outputs.split_dir)
-        write_json(layout.outputs.metrics_file("split"), metrics)
-        tracker.log_metrics(numeric_metrics(metrics))
-        tracker.log_artifacts([layout.outputs.metrics_file("split")])
+        publish(tracker, layout.outputs, "split", metrics)
     return metrics
 

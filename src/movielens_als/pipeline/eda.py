@@ -6,8 +6,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from movielens_als.atomic import write_json
-from movielens_als.pipeline.common import numeric_metrics, save_figures, stage_run
+from movielens_als.pipeline.common import publish, stage_run
 from movielens_als.pipeline.layout import Layout
 
 
@@ -28,8 +27,5 @@ def run_eda(cfg: DictConfig) -> dict[str, Any]:
             seed=cfg.eda.seed,
         )
         summary = eda_summary(eda)
-        figure_paths = save_figures(eda_figures(eda), layout.outputs.figures_dir("eda"))
-        write_json(layout.outputs.metrics_file("eda"), summary)
-        tracker.log_metrics(numeric_metrics(summary))
-        tracker.log_artifacts([layout.outputs.metrics_file("eda"), *figure_paths])
+        publish(tracker, layout.outputs, "eda", summary, figures=eda_figures(eda))
     return summary

@@ -10,7 +10,7 @@ from omegaconf import DictConfig
 
 from movielens_als.atomic import write_json
 from movielens_als.errors import DataError
-from movielens_als.pipeline.common import numeric_metrics, save_figures, stage_run
+from movielens_als.pipeline.common import numeric_metrics, publish, stage_run
 from movielens_als.pipeline.layout import Layout
 from movielens_als.pipeline.sweep import load_best_params
 
@@ -18,18 +18,23 @@ from movielens_als.pipeline.sweep import load_best_params
 def run_kgrid(cfg: DictConfig) -> dict[str, Any]:
     """Train the tuned model once per K (``kgrid.K``, or every K of ``kgrid.Ks``)."""
     from movielens_als.core.fit import fit
-    from movielens_als.core.model import ALSParams
+    from movielens_als.core.variant import model_params
     from movielens_als.data.split import load_split
 
     grid = cfg.kgrid
     Ks = [int(grid.K)] if grid.K is not None else [int(k) for k in grid.Ks]
     layout = Layout.from_config(cfg)
-    tuned = load_best_params(layout, grid.search, model="als")
+    tuned = load_best_params(layout, grid.search, model=str(grid.model))
     split = load_split(layout.split_dir)
+    genres = None
     results: dict[str, Any] = {}
     for K in Ks:
-        params = ALSParams.from_mapping({**tuned["params"], "K": K, "iterations": int(grid.iterations)})
-        with stage_run(cfg, "kgrid", ["dataset", "split", "kgrid"]) as tracker:
+        params = model_params({**tuned["params"], "K": K}).with_iterations(int(grid.iterations))
+        if params.uses_genres and genres is None:
+            from movielens_als.data.index import load_index
+
+            genres = load_index(layout.index_dir).movie_genres
+        with stage_run(cfg, "kgrid", ["dataset", "split", "kgrid"], run_name=f"kgrid K={K}") as tracker:
             tracker.set_tags({"K": str(K), "search": tuned["search"]})
             tracker.log_metrics({"K": K})
 
@@ -39,7 +44,8 @@ def run_kgrid(cfg: DictConfig) -> dict[str, Any]:
                     step=record.iteration,
                 )
 
-            result = fit(split.train, params, evals={"test": split.test.to_ratings()}, callback=log)
+            result = fit(split.train, params, movie_genres=genres, evals={"test": split.test.to_ratings()},
+                         callback=log)
             last = result.history[-1]
             entry = {
                 "K": K,
@@ -47,6 +53,7 @@ def run_kgrid(cfg: DictConfig) -> dict[str, Any]:
                 "test_rmse": float(last.eval_rmse["test"]),
                 "seconds_per_iteration": float(np.median([r.seconds for r in result.history])),
                 "iterations": len(result.history),
+                "model": str(grid.model),
                 "params": params.to_dict(),
             }
             write_json(layout.outputs.kgrid_file(K), entry)
@@ -76,10 +83,8 @@ def run_kgrid_report(cfg: DictConfig) -> dict[str, Any]:
             np.array([v["test_rmse"] for v in table.values()]),
             title=f"RMSE against K — {cfg.dataset.name} (tuned: {cfg.kgrid.search})",
         )
-        figure_paths = save_figures({"rmse_vs_K.pdf": figure}, layout.outputs.figures_dir("kgrid"))
-        write_json(layout.outputs.metrics_file("kgrid"), table)
         # descriptive only: which K scored lowest on test (nothing is selected with it)
         lowest = min(table, key=lambda k: table[k]["test_rmse"])
-        tracker.log_metrics({"lowest_test_rmse_K": int(lowest), "lowest_test_rmse": table[lowest]["test_rmse"]})
-        tracker.log_artifacts([layout.outputs.metrics_file("kgrid"), *figure_paths])
+        publish(tracker, layout.outputs, "kgrid", table, figures={"rmse_vs_K.pdf": figure},
+                logged={"lowest_test_rmse_K": int(lowest), "lowest_test_rmse": table[lowest]["test_rmse"]})
     return table

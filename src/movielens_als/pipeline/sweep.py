@@ -13,11 +13,11 @@ from movielens_als.atomic import write_json
 from movielens_als.config.validate import validate
 from movielens_als.errors import ConfigError, DataError
 from movielens_als.pipeline.common import (
-    numeric_metrics,
-    save_figures,
+    publish,
     split_as_configured,
     stage_run,
     stage_view,
+    with_model,
 )
 from movielens_als.pipeline.layout import Layout
 from movielens_als.sparse import RatingMatrix, Ratings
@@ -28,8 +28,9 @@ STUDY_DB = "optuna.db"
 
 
 def sweep_view(cfg: DictConfig) -> DictConfig:
-    """params.yaml holds every space under ``sweep.spaces``; the DVC command names one."""
-    cfg = stage_view(cfg, "sweep")
+    """params.yaml holds every space under ``sweep.spaces`` (the DVC command names one) and
+    every model under ``models`` (``sweep.model`` names the tuned one)."""
+    cfg = with_model(stage_view(cfg, "sweep"))
     if "search" not in cfg:
         if "space" not in cfg or cfg.space not in cfg.spaces:
             known = ", ".join(cfg.get("spaces", {}))
@@ -41,7 +42,7 @@ def sweep_view(cfg: DictConfig) -> DictConfig:
     return cfg
 
 
-def load_best_params(layout: Layout, search: str, model: str = "als") -> dict[str, Any]:
+def load_best_params(layout: Layout, search: str, model: str) -> dict[str, Any]:
     """The sweep's result for ``model`` in one search space, or for ``best``: the space whose
     best trial has the lowest validation RMSE (a choice made on validation, never on test)."""
     if search == "best":
@@ -76,30 +77,33 @@ def run_sweep(cfg: DictConfig) -> dict[str, Any]:
     import optuna
 
     from movielens_als.core.fit import fit
-    from movielens_als.core.model import ALSParams
     from movielens_als.data.index import load_index
+    from movielens_als.pipeline.train import model_settings
     from movielens_als.tuning.search import SearchSpace, run_study
 
     cfg = sweep_view(cfg)
     validate(cfg, "sweep")  # before anything is built from the config
     tuning = cfg.tuning
-    space = SearchSpace.from_mapping(OmegaConf.to_container(cfg.search, resolve=True))
-    base = ALSParams.from_mapping({**OmegaConf.to_container(cfg.model, resolve=True), "iterations": tuning.iterations})
+    tuned_model = str(cfg.model.name)
+    base = model_settings(cfg.model).with_iterations(tuning.iterations)
+    # the space's ranges, plus those the model adds for its own keys (the genre model's η)
+    space_cfg = OmegaConf.to_container(cfg.search, resolve=True)
+    extra = OmegaConf.to_container(cfg.model.get("tune") or DictConfig({}), resolve=True)
+    space_cfg["params"] = {**(space_cfg.get("params") or {}), **extra}
+    space = SearchSpace.from_mapping(space_cfg, params_type=type(base))
     layout = Layout.from_config(cfg)
-    tuned_model = "genre_als" if _tunes_genre_model(cfg) else "als"
     out_dir = layout.outputs.tuning_dir(tuned_model, space.name)
-    # reports/…/sweep_<space> for the pipeline's ALS sweeps, sweep_genre_als_<space> for genre ALS
-    metrics_name = f"sweep_{space.name}" if tuned_model == "als" else f"sweep_{tuned_model}_{space.name}"
+    metrics_name = f"sweep_{tuned_model}_{space.name}"  # reports/…/sweep_<model>_<space>
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
     with stage_run(cfg, "sweep", ["dataset", "split", "model", "search", "tuning"]) as parent:
         data = load_index(layout.index_dir)
         split, _ = split_as_configured(data, cfg.split, val_fraction=tuning.val_fraction)
-        genres = data.movie_genres if _tunes_genre_model(cfg) else None
+        genres = data.movie_genres if base.uses_genres else None
 
         def track_trial(outcome) -> None:
             tags = {"stage": "sweep-trial", "dataset": str(cfg.dataset.name), "state": outcome.state,
-                    "trial": str(outcome.number), "search": space.name}
+                    "trial": str(outcome.number), "search": space.name, "model": tuned_model}
             with open_tracker(cfg, f"trial-{outcome.number}", outcome.params, tags, nested=True) as child:
                 child.log_metric_series({"val_rmse": outcome.val_rmse})
                 child.log_metrics({"seconds": outcome.seconds})
@@ -126,11 +130,13 @@ def run_sweep(cfg: DictConfig) -> dict[str, Any]:
             on_trial=track_trial,
         )
 
-        best = {**base.to_dict(), **dict(space.fixed), **study.best_params, "iterations": tuning.final_iterations}
+        best_params = base.replace(**dict(space.fixed), **study.best_params).with_iterations(
+            tuning.final_iterations
+        )
+        best = best_params.to_dict()
         # The test set is used once: the best parameters refit on all of train (train ∪ val).
         full_train = _union(split.train, split.val)
-        final = fit(full_train, ALSParams.from_mapping(best), movie_genres=genres,
-                    evals={"test": split.test.to_ratings()})
+        final = fit(full_train, best_params, movie_genres=genres, evals={"test": split.test.to_ratings()})
         trials = study.get_trials(deepcopy=False)
         states = [t.state for t in trials]
         metrics = {
@@ -147,17 +153,9 @@ def run_sweep(cfg: DictConfig) -> dict[str, Any]:
         }
         write_json(out_dir / BEST_PARAMS, {"model": tuned_model, "search": space.name, "val_rmse": float(study.best_value),
                                            "tuned_keys": [*space.params, *space.fixed], "params": best})
-        figures = _tuning_figures(study, space)
-        figure_paths = save_figures(figures, layout.outputs.figures_dir(metrics_name))
-        write_json(layout.outputs.metrics_file(metrics_name), metrics)
-        parent.log_metrics(numeric_metrics(metrics))
-        parent.log_artifacts([layout.outputs.metrics_file(metrics_name), out_dir / BEST_PARAMS, *figure_paths])
+        publish(parent, layout.outputs, metrics_name, metrics, figures=_tuning_figures(study, space),
+                artifacts=[out_dir / BEST_PARAMS])
     return metrics
-
-
-def _tunes_genre_model(cfg: DictConfig) -> bool:
-    """Genre ALS is tuned when the chosen model regularises toward genre priors (η > 0)."""
-    return float(cfg.model.get("eta", 0.0)) > 0.0
 
 
 def _union(a: RatingMatrix, b: RatingMatrix) -> RatingMatrix:

@@ -1,5 +1,7 @@
-"""The training stages (bias → als → genre_als): fit on the split, write the model, the
-per-iteration curve, the metrics JSON and the figures, and log it all to MLflow."""
+"""The train stage, one entry point for every model variant: fit the configured model on the
+split, write the model, the per-sweep curve, the metrics JSON and the figures, and log it all
+to MLflow. Which variant fits it, and whether it needs the genres, the model's parameters say.
+"""
 
 from __future__ import annotations
 
@@ -9,50 +11,52 @@ from typing import Any
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from movielens_als.atomic import atomic_path, write_json
-from movielens_als.pipeline.common import numeric_metrics, save_figures, stage_run, stage_view
+from movielens_als.atomic import atomic_path
+from movielens_als.pipeline.common import (
+    numeric_metrics,
+    publish,
+    stage_run,
+    stage_view,
+    with_model,
+)
 from movielens_als.pipeline.layout import Layout
 from movielens_als.pipeline.sweep import load_best_params
 
-CONVERGENCE_FIGURES = {
-    "bias": ("bias_only_convergence.pdf", "Bias-only ALS"),
-    "als": ("all_latent_factors_convergence.pdf", "ALS with biases and latent factors"),
-    "genre_als": ("genre_integration_convergence.pdf", "ALS with genre priors"),
-}
 
-
-def als_params(model_cfg: DictConfig, tuned: dict[str, Any] | None = None):
-    """``ALSParams`` from a ``model`` config section (keys named as in conf/model/*.yaml),
-    with the keys a sweep tuned taken from its result when ``tuned`` is given."""
-    from movielens_als.core.model import ALSParams
+def model_settings(model_cfg: DictConfig, tuned: dict[str, Any] | None = None):
+    """Typed parameters of a ``model`` config section (keys as in conf/model/*.yaml), with the
+    keys a sweep tuned taken from its result when ``tuned`` is given."""
+    from movielens_als.core.variant import model_params
 
     values = OmegaConf.to_container(model_cfg, resolve=True)
     if tuned is not None:
         values.update({key: tuned["params"][key] for key in tuned["tuned_keys"]})
-    return ALSParams.from_mapping(values)
+    return model_params(values)
 
 
-def run_training(cfg: DictConfig, stage: str) -> dict[str, Any]:
-    """Fit the stage's model on train, score every iteration on test (and validation)."""
+def run_training(cfg: DictConfig) -> dict[str, Any]:
+    """Fit the configured model on train, score every sweep on test (and validation)."""
     from movielens_als.core.fit import fit
     from movielens_als.core.model import save_model
+    from movielens_als.core.variant import variant_of
     from movielens_als.data.split import load_split
 
-    cfg = stage_view(cfg, stage)
+    cfg = with_model(stage_view(cfg, "train"))
     layout = Layout.from_config(cfg)
+    name = str(cfg.model.name)
     tuned_space = cfg.get("tuned")
-    # A model trained with a sweep's parameters is written under its own name (<stage>_tuned).
-    output = f"{stage}_tuned" if tuned_space else stage
-    with stage_run(cfg, stage, ["dataset", "split", "model", "tuned"], run_name=output) as tracker:
-        tuned = load_best_params(layout, tuned_space, model=stage) if tuned_space else None
-        params = als_params(cfg.model, tuned)
+    # A model trained with a sweep's parameters is written under its own name (<name>_tuned).
+    output = f"{name}_tuned" if tuned_space else name
+    with stage_run(cfg, "train", ["dataset", "split", "model", "tuned"], run_name=output) as tracker:
+        tuned = load_best_params(layout, tuned_space, model=name) if tuned_space else None
+        params = model_settings(cfg.model, tuned)
+        variant = variant_of(params)
         split = load_split(layout.split_dir)
-        movie_genres, genre_names = None, None
-        if stage == "genre_als":
+        index = None
+        if params.uses_genres:
             from movielens_als.data.index import load_index
 
             index = load_index(layout.index_dir)
-            movie_genres, genre_names = index.movie_genres, index.genre_names
         evals = {"test": split.test.to_ratings()}
         if split.val.nnz:
             evals["val"] = split.val.to_ratings()
@@ -61,18 +65,18 @@ def run_training(cfg: DictConfig, stage: str) -> dict[str, Any]:
 
         def record_iteration(record) -> None:
             row = {"iteration": record.iteration, "nll": record.nll, "train_rmse": record.train_rmse}
-            row.update({f"{name}_rmse": value for name, value in record.eval_rmse.items()})
+            row.update({f"{key}_rmse": value for key, value in record.eval_rmse.items()})
+            row.update(record.extra)
             row["seconds"] = record.seconds
             rows.append(row)
             tracker.log_metrics({k: v for k, v in row.items() if k != "iteration"}, step=record.iteration)
 
         started = time.perf_counter()
-        result = fit(split.train, params, movie_genres=movie_genres, evals=evals, callback=record_iteration)
+        result = fit(split.train, params, movie_genres=None if index is None else index.movie_genres,
+                     evals=evals, callback=record_iteration)
         fit_seconds = time.perf_counter() - started
 
         curve = pd.DataFrame(rows)
-        with atomic_path(layout.outputs.curve_file(output)) as tmp:
-            curve.to_csv(tmp, index=False)
         with atomic_path(layout.outputs.model_dir(output)) as tmp:
             tmp.mkdir(parents=True)
             save_model(result.model, tmp / "model")
@@ -92,25 +96,30 @@ def run_training(cfg: DictConfig, stage: str) -> dict[str, Any]:
             "model": params.to_dict(),
             **({"tuned": {"search": tuned["search"], "val_rmse": tuned["val_rmse"]}} if tuned else {}),
         }
-        file_name, title = CONVERGENCE_FIGURES[stage]
-        figures = {file_name: _convergence_figure(curve, f"{title} — {cfg.dataset.name}")}
-        if stage == "genre_als":
-            genre_figures, genre_stats = _genre_outputs(result.model.genre_factors, genre_names)
+        if result.model.K != params.K:  # a model averaging several draws: score what was saved
+            from movielens_als.core.model import rmse
+
+            metrics["saved_model_test_rmse"] = rmse(result.model, evals["test"])
+        title = f"{cfg.model.get('title', name)} — {cfg.dataset.name}"
+        figures = {
+            str(cfg.model.get("figure", f"{name}_convergence.pdf")): _convergence_figure(
+                curve, title, variant.step_label, variant.objective_label
+            )
+        }
+        if result.model.genre_factors is not None:
+            genre_figures, genre_stats = _genre_outputs(result.model.genre_factors, index.genre_names)
             figures.update(genre_figures)
             metrics["genres"] = genre_stats
-        figure_paths = save_figures(figures, layout.outputs.figures_dir(output))
-        write_json(layout.outputs.metrics_file(output), metrics)
-
-        # Per-iteration keys already hold their final value as the last step.
-        tracker.log_metrics({k: v for k, v in numeric_metrics(metrics).items() if k not in curve.columns})
-        tracker.log_artifacts([layout.outputs.metrics_file(output), layout.outputs.curve_file(output), *figure_paths])
+        # Per-iteration keys already hold their final value as their last step.
+        publish(tracker, layout.outputs, output, metrics, figures=figures, curve=curve,
+                logged={k: v for k, v in numeric_metrics(metrics).items() if k not in curve.columns})
     return metrics
 
 
-def _convergence_figure(curve: pd.DataFrame, title: str):
+def _convergence_figure(curve: pd.DataFrame, title: str, step: str, objective: str):
     from movielens_als.figures.convergence import convergence_figure
 
-    return convergence_figure(curve, title)
+    return convergence_figure(curve, title, step=step, objective=objective)
 
 
 def _genre_outputs(genre_factors, genre_names):

@@ -7,8 +7,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from movielens_als.atomic import write_json
-from movielens_als.pipeline.common import save_figures, split_as_configured, stage_run
+from movielens_als.pipeline.common import publish, split_as_configured, stage_run
 from movielens_als.pipeline.layout import Layout
 
 
@@ -41,11 +40,9 @@ def run_analysis(cfg: DictConfig) -> dict[str, Any]:
             pca_movie_ids=pca_ids,
         )
         summary = {"model": options.model, **factor_summary(analysis)}
-        figure_paths = save_figures(factor_figures(analysis), layout.outputs.figures_dir("analysis"))
-        write_json(layout.outputs.metrics_file("analysis"), summary)
         overall = summary.get("variance_vs_norm", {})
-        tracker.log_metrics({f"variance_vs_norm_{k}": v for k, v in overall.items() if isinstance(v, int | float)})
-        tracker.log_artifacts([layout.outputs.metrics_file("analysis"), *figure_paths])
+        publish(tracker, layout.outputs, "analysis", summary, figures=factor_figures(analysis),
+                logged={f"variance_vs_norm_{k}": v for k, v in overall.items() if isinstance(v, int | float)})
     return summary
 
 
@@ -85,7 +82,7 @@ def run_ranking(cfg: DictConfig) -> dict[str, Any]:
                     list(options.prior_weights),
                     k=ks[-1],
                     threshold=float(options.threshold),
-                    movie_genres=index.movie_genres if model.genre_factors is not None else None,
+                    movie_genres=index.movie_genres if model.params.uses_genres else None,
                 )
                 scorers[f"{stage}+prior"] = prior_scorer(model, log_counts, weight)
                 priors[stage] = {"weight": weight, f"val_ndcg@{ks[-1]}": validation}
@@ -94,12 +91,13 @@ def run_ranking(cfg: DictConfig) -> dict[str, Any]:
         )
         if priors:
             table["popularity_prior"] = priors
-        write_json(layout.outputs.metrics_file("ranking"), table)
-        for name, row in table.items():
-            tracker.log_metrics(
-                {_metric_key(f"{name}.{metric}"): value for metric, value in row.items() if isinstance(value, int | float)}
-            )
-        tracker.log_artifacts([layout.outputs.metrics_file("ranking")])
+        logged = {
+            _metric_key(f"{name}.{metric}"): value
+            for name, row in table.items()
+            for metric, value in row.items()
+            if isinstance(value, int | float)
+        }
+        publish(tracker, layout.outputs, "ranking", table, logged=logged)
     return table
 
 

@@ -1,4 +1,4 @@
-"""Tune ALS hyper-parameters on a validation set with Optuna's TPE sampler.
+"""Tune a model's hyper-parameters on a validation set with Optuna's TPE sampler.
 
 The search sees only the train ratings (minus validation) and the validation ratings: the
 test set is not an argument of anything here, so it cannot leak into model selection.
@@ -16,7 +16,7 @@ from typing import Any
 import optuna
 
 from movielens_als.core.fit import IterationRecord, fit
-from movielens_als.core.model import ALSParams
+from movielens_als.core.variant import VariantParams
 from movielens_als.errors import ConfigError
 from movielens_als.sparse import CSR, RatingMatrix, Ratings
 
@@ -32,15 +32,20 @@ class SearchSpace:
     params: Mapping[str, Mapping[str, Any]]
 
     @classmethod
-    def from_mapping(cls, space: Mapping[str, Any], where: str = "search") -> SearchSpace:
-        known = set(ALSParams.__dataclass_fields__)
+    def from_mapping(
+        cls, space: Mapping[str, Any], where: str = "search", *, params_type: type[VariantParams]
+    ) -> SearchSpace:
+        """Check the space against the tuned model's parameters (``params_type``)."""
+        known = set(params_type.__dataclass_fields__)
         fixed = dict(space.get("fixed") or {})
         params = {key: dict(value) for key, value in (space.get("params") or {}).items()}
         if not params:
             raise ConfigError(f"{where}.params: the search space samples no parameter")
         for key in [*fixed, *params]:
             if key not in known:
-                raise ConfigError(f"{where}: {key!r} is not a model key ({', '.join(sorted(known))})")
+                raise ConfigError(
+                    f"{where}: {key!r} is not a key of the {params_type.variant} model ({', '.join(sorted(known))})"
+                )
         for key, bounds in params.items():
             low, high = bounds.get("low"), bounds.get("high")
             if not isinstance(low, int | float) or not isinstance(high, int | float) or not low < high:
@@ -77,7 +82,7 @@ class TrialOutcome:
 def run_study(
     train: RatingMatrix,
     val: Ratings,
-    base: ALSParams,
+    base: VariantParams,
     space: SearchSpace,
     *,
     n_trials: int,
@@ -117,7 +122,7 @@ def run_study(
 
     def objective(trial: optuna.Trial) -> float:
         outcome = TrialOutcome(trial.number, {**base.to_dict(), **dict(space.fixed), **space.suggest(trial)})
-        params = ALSParams.from_mapping(outcome.params)
+        params = type(base).from_mapping(outcome.params)
         started = time.perf_counter()
 
         def report(record: IterationRecord) -> None:
