@@ -24,6 +24,8 @@ def trained(tmp_path_factory):
     for stage, run in (("download", run_download), ("index", run_index), ("split", run_split)):
         run(compose(stage, overrides))
     run_training(compose("train", ["model=als", *overrides, "model.K=4", "model.iterations=3"]))
+    run_training(compose("train", ["model=bayes_genre_als", *overrides, "model.K=3", "model.samples=4",
+                                   "model.burn_in=1", "model.saved_samples=2"]))
     index = load_index(root / "data/index/synthetic")
     counts = load_split(root / "data/split/synthetic").train.by_item.row_counts()
     return root, index, counts
@@ -43,6 +45,19 @@ def test_recommend_lists_unrated_popular_movies(trained, capsys):
     assert all(r["title"] != rated for r in listed)
     assert all(r["n_ratings"] >= 3 for r in listed)
     assert [r["score"] for r in listed] == sorted((r["score"] for r in listed), reverse=True)
+
+
+def test_bayesian_model_recommends_and_finds_similar_movies(trained, capsys):
+    """The Gibbs model's fold-in (per saved draw) and its stacked factors serve the CLI too."""
+    root, index, counts = trained
+    top = int(counts.argmax())
+    assert _cli(root, "recommend", "--model", "bayes_genre_als", "--rate", f"{index.titles[top]}=5",
+                "-n", "4", "--min-ratings", "2") == 0
+    listed = json.loads(capsys.readouterr().out)["recommendations"]
+    assert len(listed) == 4 and all(r["title"] != index.titles[top] for r in listed)
+    assert _cli(root, "similar", str(int(index.movie_ids[top])), "--model", "bayes_genre_als", "-n", "3",
+                "--min-ratings", "1") == 0
+    assert len(json.loads(capsys.readouterr().out)["similar"]) == 3
 
 
 def test_similar_lists_movies(trained, capsys):
@@ -79,4 +94,4 @@ def test_missing_model_names_the_file(trained, capsys):
     root, _, _ = trained
     assert _cli(root, "similar", "1", "--model", "genre_als") == 2
     err = capsys.readouterr().err
-    assert "no trained model 'genre_als'" in err and "(trained: als)" in err
+    assert "no trained model 'genre_als'" in err and "(trained: als, bayes_genre_als)" in err

@@ -26,11 +26,12 @@ def fit_defaults(notebook_split, model: str, **overrides):
     result = fit(
         train,
         params,
-        movie_genres=movie_genres if model == "genre_als" else None,
+        movie_genres=movie_genres,
         evals={"test": test},
     )
     nll = np.array([r.nll for r in result.history])
-    assert np.all(np.diff(nll) <= 1e-9 * np.abs(nll[:-1])) or params.genre_update == "notebook"
+    if params.variant == "als":  # exact block updates; Gibbs draws need not descend
+        assert np.all(np.diff(nll) <= 1e-9 * np.abs(nll[:-1])) or params.genre_update == "notebook"
     assert result.eval_coverage["test"]["n_ratings"] == len(test)
     return result.history[-1].eval_rmse["test"]
 
@@ -48,3 +49,10 @@ def test_full_als_defaults(notebook_split):
 @pytest.mark.parametrize("rule", ["exact", "notebook"])
 def test_genre_als_defaults(notebook_split, rule):
     assert 0.80 < fit_defaults(notebook_split, "genre_als", genre_update=rule) <= 0.850
+
+
+@pytest.mark.parametrize(("model", "ceiling"), [("bayes_als", 0.820), ("bayes_genre_als", 0.815)])
+def test_bayesian_als_defaults(notebook_split, model, ceiling):
+    """The posterior mean after 300 samples (settings chosen on validation, conf/model/): 0.8169
+    and 0.8050 when they landed; myFM's Bayesian FM gives 0.8221 and 0.8052 on this split."""
+    assert 0.79 < fit_defaults(notebook_split, model) <= ceiling

@@ -428,8 +428,8 @@ def test_extraction_limits_come_from_the_registry():
         ({"max_compression_ratio": "10"}, "max_compression_ratio"),
     ],
 )
-def test_bad_extraction_limits_name_the_parameter(tmp_path, kwargs, key):
-    with pytest.raises(ConfigError, match=rf"^{key}: "):
+def test_bad_extraction_limits_name_the_config_key(tmp_path, kwargs, key):
+    with pytest.raises(ConfigError, match=rf"^dataset\.{key}: "):
         fetch_release(NAME, tmp_path, mirror=tmp_path, progress=False, **kwargs)
 
 

@@ -17,6 +17,9 @@ def validate(cfg: DictConfig, stage: str | None = None) -> None:
     if name not in RELEASES:
         known = ", ".join(sorted(RELEASES))
         raise ConfigError(f"dataset.name: unknown dataset {name!r}; known: {known}")
+    allow_http = cfg.dataset.get("allow_http", False)
+    if not isinstance(allow_http, bool):
+        raise ConfigError(f"dataset.allow_http: must be true or false, got {allow_http!r}")
     _validate_split(cfg)
     _validate_sections(cfg)
     if isinstance(cfg.get("model"), DictConfig):  # the stage's own model (resolved by the stage)

@@ -172,7 +172,7 @@ class ExtractionLimits:
         )
         if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes <= 0:
             raise ConfigError(
-                f"max_unpacked_bytes: {max_unpacked_bytes!r} is not a positive whole number "
+                f"dataset.max_unpacked_bytes: {max_unpacked_bytes!r} is not a positive whole number "
                 "of bytes"
             )
         if (
@@ -181,7 +181,7 @@ class ExtractionLimits:
             or not max_ratio >= 1  # also refuses NaN
         ):
             raise ConfigError(
-                f"max_compression_ratio: {max_compression_ratio!r} is not a number >= 1"
+                f"dataset.max_compression_ratio: {max_compression_ratio!r} is not a number >= 1"
             )
         return cls(max_bytes, float(max_ratio))
 

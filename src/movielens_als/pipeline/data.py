@@ -24,7 +24,14 @@ def run_download(cfg: DictConfig) -> dict[str, Any]:
             folder = write_release(spec, layout.outputs.raw_dir)
         else:
             # dataset.mirror wins; fetch_release falls back to $MOVIELENS_MIRROR, then GroupLens
-            folder = fetch_release(release.name, layout.outputs.raw_root, mirror=cfg.dataset.get("mirror"))
+            folder = fetch_release(
+                release.name,
+                layout.outputs.raw_root,
+                mirror=cfg.dataset.get("mirror"),
+                allow_http=bool(cfg.dataset.get("allow_http", False)),
+                max_unpacked_bytes=cfg.dataset.get("max_unpacked_bytes"),
+                max_compression_ratio=cfg.dataset.get("max_compression_ratio"),
+            )
         files = sorted(p for p in folder.rglob("*") if p.is_file())
         metrics = {
             "dataset": release.name,
