@@ -35,7 +35,8 @@ from movielens_als.core.fit import (
     STATUS_TEXT,
     RowSchedule,
     dynamic_scheduling,
-    init_factors,
+    genre_prior,
+    initial_state,
     raise_failed_rows,
     row_schedule,
     single_threaded_blas,
@@ -222,13 +223,6 @@ def update_genres(
     return out.astype(np.float32)
 
 
-def genre_prior(movie_genres: CSR, genre_factors: np.ndarray) -> np.ndarray:
-    """p_n = mean of w_g over movie n's genres (0 without genres), float32 n_items×K."""
-    out = np.empty((movie_genres.n_rows, genre_factors.shape[1]), dtype=np.float32)
-    kernels.genre_prior(movie_genres.indptr, movie_genres.indices, genre_factors, out)
-    return out
-
-
 
 
 class ALS(Variant):
@@ -244,18 +238,9 @@ class ALS(Variant):
         return reference
 
     def start(self, params: ALSParams, train: RatingMatrix, movie_genres: CSR | None, mu: float) -> TrainState:
-        n_genres = None if movie_genres is None else movie_genres.n_cols
-        user_factors, item_factors, genre_factors = init_factors(params, train.n_users, train.n_items, n_genres)
-        users = Side("user", 0, train.by_user, np.zeros(train.n_users, dtype=np.float32), user_factors,
-                     train.by_user.row_counts())
-        items = Side("movie", 1, train.by_item, np.zeros(train.n_items, dtype=np.float32), item_factors,
-                     train.by_item.row_counts())
-        for side in (users, items):
-            side.schedule = row_schedule(side.counts, params.K) if params.K else None
+        state = initial_state(params, train, movie_genres, mu)
+        for side in (state.users, state.items):
             side.extra["weight"] = side.counts.astype(np.float64) if params.count_scaled else np.ones(side.n_rows)
-        state = TrainState(train, mu, users, items, movie_genres, genre_factors)
-        if genre_factors is not None:
-            items.prior = genre_prior(movie_genres, genre_factors)
         return state
 
     def half_step(self, params: ALSParams, state: TrainState, side: Side, other: Side, *, sweep: int,

@@ -41,10 +41,11 @@ import numpy as np
 from numba import njit, prange
 
 from movielens_als.core import kernels
-from movielens_als.core.als import genre_prior, one_user_matrix
+from movielens_als.core.als import one_user_matrix
 from movielens_als.core.fit import (
     dynamic_scheduling,
-    init_factors,
+    genre_prior,
+    initial_state,
     raise_failed_rows,
     row_schedule,
     single_threaded_blas,
@@ -216,11 +217,7 @@ def sample_factor_side(
     shared_mean = prior_mean.shape[0] == 1
     for block in prange(len(block_ptr) - 1):
         first, last = block_ptr[block], block_ptr[block + 1]
-        capacity = 0
-        for pos in range(first, last):
-            row = row_order[pos]
-            capacity = max(capacity, indptr[row + 1] - indptr[row])
-        scratch = kernels.new_row_scratch(n_factors, capacity)
+        scratch = kernels.new_row_scratch(n_factors, kernels.block_capacity(indptr, row_order, first, last))
         design, _, system, factor, rhs, theta = scratch
         noise = np.empty(dim)
         for pos in range(first, last):
@@ -386,17 +383,10 @@ class BayesALS(Variant):
 
     def start(self, params: BayesALSParams, train: RatingMatrix, movie_genres: CSR | None,
               mu: float) -> TrainState:
-        n_genres = None if movie_genres is None else movie_genres.n_cols
-        user_factors, item_factors, genre_factors = init_factors(params, train.n_users, train.n_items, n_genres)
-        users = Side("user", 0, train.by_user, np.zeros(train.n_users, dtype=np.float32), user_factors,
-                     train.by_user.row_counts())
-        items = Side("movie", 1, train.by_item, np.zeros(train.n_items, dtype=np.float32), item_factors,
-                     train.by_item.row_counts())
+        state = initial_state(params, train, movie_genres, mu)
         K = params.K
-        for side in (users, items):
-            side.schedule = row_schedule(side.counts, K)
+        for side in (state.users, state.items):
             side.extra.update(mean=np.zeros(K), precision=np.full(K, params.tau), bias_precision=params.gamma)
-        state = TrainState(train, mu, users, items, movie_genres, genre_factors)
         state.extra.update(
             noise_precision=params.lam,
             genre_precision=np.full(K, params.eta),
@@ -404,8 +394,6 @@ class BayesALS(Variant):
             kept=0,
             draws=[],  # the saved sweeps' arrays
         )
-        if genre_factors is not None:
-            items.prior = genre_prior(movie_genres, genre_factors)
         return state
 
     def half_step(self, params: BayesALSParams, state: TrainState, side: Side, other: Side, *,

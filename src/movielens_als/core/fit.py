@@ -24,7 +24,7 @@ from threadpoolctl import ThreadpoolController
 
 from movielens_als.core import kernels
 from movielens_als.core.model import FactorModel, rmse_of
-from movielens_als.core.variant import VariantParams, model_params, variant_of
+from movielens_als.core.variant import Side, TrainState, VariantParams, model_params, variant_of
 from movielens_als.errors import ConfigError, DataError, NumericalError
 from movielens_als.sparse import CSR, RatingMatrix, Ratings
 
@@ -210,6 +210,34 @@ def init_factors(
         None if n_genres is None else rng.normal(0.0, scale, size=(n_genres, K)).astype(np.float32)
     )
     return user_factors, item_factors, genre_factors
+
+
+def genre_prior(movie_genres: CSR, genre_factors: np.ndarray) -> np.ndarray:
+    """p_n = mean of w_g over movie n's genres (0 without genres), float32 n_items×K."""
+    out = np.empty((movie_genres.n_rows, genre_factors.shape[1]), dtype=np.float32)
+    kernels.genre_prior(movie_genres.indptr, movie_genres.indices, genre_factors, out)
+    return out
+
+
+def initial_state(
+    params: VariantParams, train: RatingMatrix, movie_genres: CSR | None, mu: float
+) -> TrainState:
+    """Both sides at their starting point (``init_factors``, zero biases, each row's count and
+    work schedule) and, with genres, the movies' prior p = A W from the initial W."""
+    n_genres = None if movie_genres is None else movie_genres.n_cols
+    user_factors, item_factors, genre_factors = init_factors(params, train.n_users, train.n_items, n_genres)
+    sides = []
+    for index, (name, matrix, factors) in enumerate(
+        (("user", train.by_user, user_factors), ("movie", train.by_item, item_factors))
+    ):
+        counts = matrix.row_counts()
+        schedule = row_schedule(counts, params.K) if params.K else None
+        bias = np.zeros(matrix.n_rows, dtype=np.float32)
+        sides.append(Side(name, index, matrix, bias, factors, counts, schedule=schedule))
+    state = TrainState(train, mu, sides[0], sides[1], movie_genres, genre_factors)
+    if genre_factors is not None:
+        state.items.prior = genre_prior(movie_genres, genre_factors)
+    return state
 
 
 def raise_failed_rows(row_status: np.ndarray, matrix: CSR, side: str, settings: str) -> None:

@@ -206,6 +206,16 @@ def cholesky_solve(factor, dim, rhs, out):
 
 
 @njit(cache=True)
+def block_capacity(indptr, row_order, first, last):
+    """The most ratings any row of ``row_order[first:last]`` has (its scratch size)."""
+    capacity = 0
+    for pos in range(first, last):
+        row = row_order[pos]
+        capacity = max(capacity, indptr[row + 1] - indptr[row])
+    return capacity
+
+
+@njit(cache=True)
 def new_row_scratch(n_factors, capacity):
     """Scratch for rows of at most ``capacity`` ratings (allocated once per block)."""
     dim = n_factors + 2  # ones, K factors, y
@@ -371,11 +381,7 @@ def update_factor_side(
     has_prior = prior.shape[0] > 0
     for block in prange(len(block_ptr) - 1):
         first, last = block_ptr[block], block_ptr[block + 1]
-        capacity = 0
-        for pos in range(first, last):
-            row = row_order[pos]
-            capacity = max(capacity, indptr[row + 1] - indptr[row])
-        scratch = new_row_scratch(n_factors, capacity)
+        scratch = new_row_scratch(n_factors, block_capacity(indptr, row_order, first, last))
         for pos in range(first, last):
             row = row_order[pos]
             lo, hi = indptr[row], indptr[row + 1]
