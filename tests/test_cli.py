@@ -95,3 +95,19 @@ def test_missing_model_names_the_file(trained, capsys):
     assert _cli(root, "similar", "1", "--model", "genre_als") == 2
     err = capsys.readouterr().err
     assert "no trained model 'genre_als'" in err and "(trained: als, bayes_genre_als)" in err
+
+
+def test_version_and_project_found_from_a_subfolder(trained, capsys, monkeypatch):
+    from movielens_als import __version__
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0 and capsys.readouterr().out.strip() == f"movielens-als {__version__}"
+    root, index, counts = trained
+    (root / "dvc.yaml").write_text("stages: {}\n")
+    nested = root / "reports" / "deep"
+    nested.mkdir(parents=True)
+    monkeypatch.chdir(nested)  # the enclosing project is found by walking up to dvc.yaml
+    movie_id = int(index.movie_ids[int(counts.argmax())])
+    assert main(["similar", str(movie_id), "--dataset", "synthetic", "-n", "2", "--min-ratings", "1", "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["similar"]) == 2

@@ -22,14 +22,24 @@ from movielens_als.errors import MovieLensError
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from movielens_als import __version__
+
     parser = argparse.ArgumentParser(prog="movielens-als", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--project-dir", type=Path, default=None,
+        help="the pipeline's project folder (default: the nearest folder holding dvc.yaml, from here up)",
+    )
     common.add_argument("--dataset", default="ml-latest-small", help="dataset the model was trained on (default: %(default)s)")
     common.add_argument(
         "--model", "--stage", dest="model", default="als",
         help="which trained model to use: a folder under <results>/models/<dataset>/ (default: %(default)s)",
     )
-    common.add_argument("--data", default="data", type=Path, help="the pipeline's data folder (default: %(default)s)")
+    common.add_argument(
+        "--data", default=Path("data"), type=Path,
+        help="the pipeline's data folder, relative to the project folder (default: %(default)s)",
+    )
     common.add_argument("--results", default=None, type=Path, help="folder holding models/ (default: the data folder)")
     common.add_argument("-n", type=int, default=20, help="how many movies to list (default: %(default)s)")
     common.add_argument(
@@ -67,7 +77,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from movielens_als.pipeline.layout import Layout
     from movielens_als.recommend import MovieCatalogue, recommend_new_user, similar_movies
 
-    layout = Layout(args.data, args.results or args.data, Path("reports"), args.dataset)
+    project = args.project_dir or find_project(Path.cwd())
+    data = project / args.data
+    layout = Layout(data, project / args.results if args.results else data, project / "reports", args.dataset)
     if not layout.model_dir(args.model).is_dir():
         trained = sorted(p.name for p in layout.model_dir(args.model).parent.glob("*") if p.is_dir())
         raise UsageError(
@@ -83,6 +95,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             model, catalogue, args.rate, rating_scale=index.rating_scale, n=args.n, min_ratings=args.min_ratings
         )
     return similar_movies(model.item_factors, catalogue, args.movie, n=args.n, min_ratings=args.min_ratings)
+
+
+def find_project(start: Path) -> Path:
+    """The nearest folder at or above ``start`` holding ``dvc.yaml`` (else ``start`` itself)."""
+    for folder in (start.resolve(), *start.resolve().parents):
+        if (folder / "dvc.yaml").is_file():
+            return folder
+    return start
 
 
 def format_result(command: str, result: dict[str, Any]) -> str:
