@@ -36,7 +36,7 @@ TINY = [
     "kgrid.iterations=2",
     "analysis.min_ratings=2",
 ]
-TUNING_STAGES = ["analysis", "ranking", "sweep@notebook", "sweep@count", "kgrid@2", "kgrid@4", "kgrid_report", "tuned@als"]
+TUNING_STAGES = ["analysis", "ranking", "crossval", "sweep@notebook", "sweep@count", "kgrid@2", "kgrid@4", "kgrid_report", "tuned@als"]
 
 
 def _run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
@@ -98,6 +98,7 @@ def test_dvc_outputs_are_where_the_layout_writes():
                 "eda": [layout.figures_dir("eda"), layout.metrics_file("eda")],
                 "analysis": [layout.figures_dir("analysis"), layout.metrics_file("analysis")],
                 "ranking": [layout.metrics_file("ranking")],
+                "crossval": [layout.metrics_file("crossval")],
                 "kgrid_report": [layout.figures_dir("kgrid"), layout.metrics_file("kgrid")]}
     for model in cfg.models:
         expected[f"train@{model}"] = [layout.model_dir(model), layout.figures_dir(model),

@@ -11,7 +11,19 @@ Layers, lowest first (a module may import only from layers above it in this list
 - ``tuning``: Optuna searches over the core's hyper-parameters;
 - ``config``: composing and validating the Hydra configuration, generating ``params.yaml``;
 - ``pipeline``: stage orchestration (inputs, outputs, tracking) as testable ``run(cfg)``;
-- ``stages``: thin Hydra entry points, one per DVC stage; ``cli``: the console script.
+- ``stages``: thin Hydra entry points, one per DVC stage; ``cli``: the console script;
+  ``api``: the Python API (``fit``, ``load``, ``load_trained``, ``Recommender``), exported here.
 """
 
 __version__ = "0.1.0"
+__all__ = ["Recommender", "__version__", "fit", "load", "load_trained"]
+_API = {"Recommender", "fit", "load", "load_trained"}
+
+
+def __getattr__(name: str):
+    # The API is imported on first use, so `import movielens_als.<module>` stays light.
+    if name in _API:
+        from movielens_als import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'movielens_als' has no attribute {name!r}")

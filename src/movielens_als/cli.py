@@ -70,29 +70,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from movielens_als.core.model import load_model
-    from movielens_als.data.index import load_index
-    from movielens_als.data.split import load_split
-    from movielens_als.errors import UsageError
-    from movielens_als.pipeline.layout import Layout
+    from movielens_als.api import load_trained
     from movielens_als.recommend import MovieCatalogue, recommend_new_user, similar_movies
 
     project = args.project_dir or find_project(Path.cwd())
-    data = project / args.data
-    layout = Layout(data, project / args.results if args.results else data, project / "reports", args.dataset)
-    if not layout.model_dir(args.model).is_dir():
-        trained = sorted(p.name for p in layout.model_dir(args.model).parent.glob("*") if p.is_dir())
-        raise UsageError(
-            f"no trained model {args.model!r} in {layout.model_dir(args.model).parent} "
-            f"(trained: {', '.join(trained) or 'none; run dvc repro first'})"
-        )
-    model = load_model(layout.model_dir(args.model) / "model")
-    index = load_index(layout.index_dir)
-    train_counts = load_split(layout.split_dir).train.by_item.row_counts()
-    catalogue = MovieCatalogue(index.titles, index.movie_ids, train_counts)
+    recommender = load_trained(args.model, project_dir=project, dataset=args.dataset, data=args.data,
+                               results=args.results)
+    model = recommender.model
+    catalogue = MovieCatalogue(recommender.titles, recommender.movie_ids, recommender.rating_counts)
     if args.command == "recommend":
         return recommend_new_user(
-            model, catalogue, args.rate, rating_scale=index.rating_scale, n=args.n, min_ratings=args.min_ratings
+            model, catalogue, args.rate, rating_scale=recommender.rating_scale, n=args.n, min_ratings=args.min_ratings
         )
     return similar_movies(model.item_factors, catalogue, args.movie, n=args.n, min_ratings=args.min_ratings)
 

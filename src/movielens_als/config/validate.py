@@ -49,7 +49,7 @@ def _validate_split(cfg: DictConfig) -> None:
         _get(cfg, f"split.{key}")
     check_settings(
         cfg.split.method, cfg.split.train_fraction, cfg.split.val_fraction, cfg.split.seed,
-        cfg.split.n_test_per_user,
+        cfg.split.n_test_per_user, cfg.split.get("folds", 5), cfg.split.get("fold", 0),
     )
 
 

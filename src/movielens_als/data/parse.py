@@ -10,6 +10,7 @@ line is done only after a parse has failed, so the fast path pays nothing for it
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
@@ -23,7 +24,7 @@ import pyarrow.csv as pcsv
 
 from movielens_als.data._kernels import first_off_scale
 from movielens_als.data.registry import Release, get_release
-from movielens_als.errors import DataError
+from movielens_als.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,28 @@ def read_ratings(release: Release | str, folder: str | os.PathLike[str]) -> pd.D
     _check_scale(frame["rating"].to_numpy(), release, path, header_lines)
     _check_timestamps(frame["timestamp"].to_numpy(), path, header_lines)
     return frame
+
+
+def read_predefined_split(
+    release: Release | str, folder: str | os.PathLike[str], name: str
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The base (train) and test ratings of split ``name`` the archive ships (``<name>.base``,
+    ``<name>.test``; ml-100k's u1…u5, ua, ub), read and checked like the ratings file."""
+    release = _as_release(release)
+    if not release.predefined_splits:
+        raise ConfigError(
+            f"split.method: predefined: {release.name} ships no predefined splits "
+            "(ml-100k does: u1…u5, ua, ub); use kfold or random"
+        )
+    if name not in release.predefined_splits:
+        raise ConfigError(
+            f"split.predefined: {name!r} is not a split of {release.name}; "
+            f"it ships {', '.join(release.predefined_splits)}"
+        )
+    return tuple(
+        read_ratings(dataclasses.replace(release, ratings_file=f"{name}.{part}"), folder)
+        for part in ("base", "test")
+    )
 
 
 def read_movies(release: Release | str, folder: str | os.PathLike[str]) -> pd.DataFrame:

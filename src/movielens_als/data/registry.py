@@ -63,6 +63,9 @@ class Release:
     genres_file: str | None = None
     fallback_encoding: str | None = None
     unpacked_bytes: int | None = None
+    # train/test splits the archive itself ships (ml-100k: u1…u5 five-fold, ua/ub ten ratings
+    # per user in test), each as <name>.base and <name>.test in the ratings file's layout
+    predefined_splits: tuple[str, ...] = ()
 
     @property
     def archive_name(self) -> str:
@@ -137,6 +140,7 @@ RELEASES: dict[str, Release] = {
             rating_scale=WHOLE_STARS,
             genres_file="u.genre",
             unpacked_bytes=16_000_000,
+            predefined_splits=("u1", "u2", "u3", "u4", "u5", "ua", "ub"),
         ),
         Release(
             name="synthetic",

@@ -9,10 +9,18 @@ Methods:
   (equal timestamps: the later in the file counts as later); a user with at most that many
   ratings has all of them in test.
 
-Validation (``val_fraction > 0``) is carved from train the same way for both methods: the
+- ``kfold``: ``RandomState(seed).permutation(n)`` deals the ratings (file order) into
+  ``folds`` folds of near-equal size (rating at permuted position p is in fold p mod k); fold
+  ``fold`` is test, the rest train — the protocol of Surprise's ``KFold`` and LensKit's
+  crossfold by rating. The cross-validation stage runs every fold.
+- ``predefined``: the train/test split the archive ships (ml-100k's ``u1``…``u5`` five-fold
+  and ``ua``/``ub``), named by ``predefined``; its ``.test`` ratings are test, the rest train
+  (the ``.base`` file must hold exactly the rest, or the archive is corrupt).
+
+Validation (``val_fraction > 0``) is carved from train the same way for every method: the
 train ratings in file order draw ``rs.rand(n_train) < val_fraction`` and those go to
 validation. For ``random`` this continues the same ``RandomState`` right after the
-train/test draw (so train ∪ val is exactly the notebook's train); for ``temporal`` it is a
+train/test draw (so train ∪ val is exactly the notebook's train); for the others it is a
 fresh ``RandomState(seed)``.
 
 On disk a split is a folder holding ``train.npz``, ``test.npz``, ``val.npz`` (each both CSR
@@ -41,7 +49,7 @@ log = logging.getLogger(__name__)
 PARTS = ("train", "test", "val")
 SPLIT_META = "split.json"
 FORMAT_VERSION = 1
-METHODS = ("random", "temporal")
+METHODS = ("random", "temporal", "kfold", "predefined")
 _LAYOUT_KEYS = ("indptr", "indices", "data")
 
 
@@ -70,6 +78,9 @@ def split_ratings(
     val_fraction: float = 0.0,
     seed: int = 42,
     n_test_per_user: int = 5,
+    folds: int = 5,
+    fold: int = 0,
+    predefined: tuple[Any, Any] | None = None,
 ) -> tuple[Split, dict[str, Any]]:
     """Split ``data.ratings`` (see the module docstring for the exact rules).
 
@@ -78,17 +89,24 @@ def split_ratings(
     train. Invalid settings raise :class:`ConfigError` naming the ``split.*`` key; a split
     that leaves train empty too.
     """
-    check_settings(method, train_fraction, val_fraction, seed, n_test_per_user)
+    check_settings(method, train_fraction, val_fraction, seed, n_test_per_user, folds, fold)
     n = len(data.ratings)
     random_state = np.random.RandomState(seed)
     if method == "random":
         in_test = ~(random_state.rand(n) < train_fraction)
-    else:
+    elif method == "temporal":
         in_test = latest_per_row(data.ratings.user, data.timestamp, data.n_users, n_test_per_user)
+    elif method == "kfold":
+        in_test = np.zeros(n, dtype=np.bool_)
+        in_test[random_state.permutation(n)[fold::folds]] = True
+    else:
+        if predefined is None:
+            raise ConfigError("split.method: predefined needs the archive's base and test files")
+        in_test = predefined_test_mask(data, *predefined)
     train_positions = np.flatnonzero(~in_test)
     in_val = np.zeros(n, dtype=np.bool_)
     if val_fraction > 0:
-        if method == "temporal":
+        if method != "random":
             random_state = np.random.RandomState(seed)
         in_val[train_positions[random_state.rand(len(train_positions)) < val_fraction]] = True
     in_train = ~in_test & ~in_val
@@ -114,6 +132,7 @@ def split_ratings(
         "train_fraction": train_fraction if method == "random" else None,
         "val_fraction": val_fraction,
         "n_test_per_user": n_test_per_user if method == "temporal" else None,
+        **({"folds": folds, "fold": fold} if method == "kfold" else {}),
         "n_ratings": n,
         "n_users": data.n_users,
         "n_movies": data.n_movies,
@@ -220,8 +239,39 @@ def _coverage(part: str, matrix: RatingMatrix, train: RatingMatrix) -> dict[str,
     }
 
 
+def predefined_test_mask(data: IndexedData, base: Any, test: Any) -> np.ndarray:
+    """Which of ``data``'s ratings are in the shipped ``test`` frame (raw ``userId, movieId``);
+    ``base`` must hold exactly the others (DataError when the files disagree with the index)."""
+    def keys(frame) -> np.ndarray:
+        users = np.searchsorted(data.user_ids, frame["userId"].to_numpy())
+        movies = np.searchsorted(data.movie_ids, frame["movieId"].to_numpy())
+        users = np.minimum(users, data.n_users - 1)
+        movies = np.minimum(movies, data.n_movies - 1)
+        known = (data.user_ids[users] == frame["userId"].to_numpy()) & (
+            data.movie_ids[movies] == frame["movieId"].to_numpy())
+        if not known.all():
+            row = int(np.flatnonzero(~known)[0])
+            raise DataError(
+                f"predefined split: line {row + 1} rates user {frame['userId'].iloc[row]}, movie "
+                f"{frame['movieId'].iloc[row]}, which the ratings file does not hold"
+            )
+        return users.astype(np.int64) * data.n_movies + movies
+
+    all_keys = data.ratings.user.astype(np.int64) * data.n_movies + data.ratings.item
+    test_keys, base_keys = keys(test), keys(base)
+    in_test = np.isin(all_keys, test_keys)
+    in_base = np.isin(all_keys, base_keys)
+    if len(test_keys) + len(base_keys) != len(all_keys) or np.any(in_test == in_base):
+        raise DataError(
+            f"predefined split: base ({len(base_keys)}) and test ({len(test_keys)}) ratings do not "
+            f"partition the {len(all_keys)} ratings of the release"
+        )
+    return in_test
+
+
 def check_settings(
-    method: str, train_fraction: float, val_fraction: float, seed: int, n_test_per_user: int
+    method: str, train_fraction: float, val_fraction: float, seed: int, n_test_per_user: int,
+    folds: int = 5, fold: int = 0,
 ) -> None:
     if method not in METHODS:
         raise ConfigError(f"split.method: {method!r} is not one of {', '.join(METHODS)}")
@@ -237,3 +287,8 @@ def check_settings(
         or n_test_per_user < 1
     ):
         raise ConfigError(f"split.n_test_per_user: {n_test_per_user!r} is not an integer >= 1")
+    if method == "kfold":
+        if isinstance(folds, bool) or not isinstance(folds, numbers.Integral) or folds < 2:
+            raise ConfigError(f"split.folds: {folds!r} is not an integer >= 2")
+        if isinstance(fold, bool) or not isinstance(fold, numbers.Integral) or not 0 <= fold < folds:
+            raise ConfigError(f"split.fold: {fold!r} is out of range: folds are 0 … {folds - 1}")

@@ -125,16 +125,31 @@ def numeric_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
     }
 
 
-def split_as_configured(data, split_cfg: DictConfig, *, val_fraction: float | None = None):
+def split_as_configured(
+    data, cfg: DictConfig, *, val_fraction: float | None = None, fold: int | str | None = None
+):
     """``split_ratings`` as the ``split`` section says; stages that tune pass their own
-    validation fraction (train ∪ validation is then still exactly the configured train)."""
+    validation fraction (train ∪ validation is then still exactly the configured train), and
+    the cross-validation stage the fold (a kfold index or a predefined split's name)."""
     from movielens_als.data.split import split_ratings
 
+    split_cfg = cfg.split
+    method = split_cfg.method
+    predefined = None
+    if method == "predefined":
+        from movielens_als.data.parse import read_predefined_split
+        from movielens_als.data.registry import get_release
+
+        name = split_cfg.predefined if fold is None else fold
+        predefined = read_predefined_split(get_release(cfg.dataset.name), Layout.from_config(cfg).raw_dir, str(name))
     return split_ratings(
         data,
-        method=split_cfg.method,
+        method=method,
         train_fraction=split_cfg.train_fraction,
         val_fraction=split_cfg.val_fraction if val_fraction is None else val_fraction,
         seed=split_cfg.seed,
         n_test_per_user=split_cfg.n_test_per_user,
+        folds=split_cfg.get("folds", 5),
+        fold=split_cfg.get("fold", 0) if fold is None or method != "kfold" else fold,
+        predefined=predefined,
     )

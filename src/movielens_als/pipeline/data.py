@@ -67,7 +67,7 @@ def run_split(cfg: DictConfig) -> dict[str, Any]:
     layout = Layout.from_config(cfg)
     with stage_run(cfg, "split", ["dataset", "split"]) as tracker:
         data = load_index(layout.index_dir)
-        split, metrics = split_as_configured(data, cfg.split)
+        split, metrics = split_as_configured(data, cfg)
         save_split(split, layout.outputs.split_dir)
         publish(tracker, layout.outputs, "split", metrics)
     return metrics

@@ -98,7 +98,7 @@ def run_sweep(cfg: DictConfig) -> dict[str, Any]:
 
     with stage_run(cfg, "sweep", ["dataset", "split", "model", "search", "tuning"]) as parent:
         data = load_index(layout.index_dir)
-        split, _ = split_as_configured(data, cfg.split, val_fraction=tuning.val_fraction)
+        split, _ = split_as_configured(data, cfg, val_fraction=tuning.val_fraction)
         genres = data.movie_genres if base.uses_genres else None
 
         def track_trial(outcome) -> None:

@@ -68,7 +68,7 @@ def run_ranking(cfg: DictConfig) -> dict[str, Any]:
         tuning_split = index = None
         if options.prior_weights:
             index = load_index(layout.index_dir)
-            tuning_split, _ = split_as_configured(index, cfg.split, val_fraction=options.val_fraction)
+            tuning_split, _ = split_as_configured(index, cfg, val_fraction=options.val_fraction)
         scorers: dict[str, Any] = {}
         priors: dict[str, Any] = {}
         for stage in options.models:
