@@ -42,9 +42,36 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
 
 
 def write_json(path: str | os.PathLike[str], obj: Any) -> None:
-    """Write ``obj`` as indented JSON atomically."""
+    """Write ``obj`` as indented JSON atomically. NaN and infinity are refused (they are not
+    JSON, and a metric that is NaN means an empty or broken result): DataError naming the key."""
+    bad = _non_finite_key(obj)
+    if bad is not None:
+        raise DataError(f"{path}: {bad} is not a finite number; nothing was written (an empty test or "
+                        "validation set, or a diverged fit?)")
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n", encoding="utf-8")
+        tmp.write_text(
+            json.dumps(obj, indent=2, sort_keys=False, default=_json_default, allow_nan=False) + "\n",
+            encoding="utf-8",
+        )
+
+
+def _non_finite_key(obj: Any, where: str = "") -> str | None:
+    """The dotted key of the first NaN or infinity in ``obj`` (None when there is none)."""
+    if isinstance(obj, float | np.floating):
+        return None if np.isfinite(obj) else (where or "the value")
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            found = _non_finite_key(value, f"{where}.{key}" if where else str(key))
+            if found:
+                return found
+    elif isinstance(obj, list | tuple):
+        for i, value in enumerate(obj):
+            found = _non_finite_key(value, f"{where}[{i}]")
+            if found:
+                return found
+    elif isinstance(obj, np.ndarray) and obj.dtype.kind == "f" and not np.isfinite(obj).all():
+        return where or "the array"
+    return None
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> None:

@@ -130,6 +130,11 @@ def run_sweep(cfg: DictConfig) -> dict[str, Any]:
             on_trial=track_trial,
         )
 
+        if not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.get_trials(deepcopy=False)):
+            raise DataError(
+                f"{out_dir / STUDY_DB}: the sweep has no completed trial (all pruned or failed); "
+                "raise tuning.n_trials or tuning.pruner_warmup_steps"
+            )
         best_params = base.replace(**dict(space.fixed), **study.best_params).with_iterations(
             tuning.final_iterations
         )

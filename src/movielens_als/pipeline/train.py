@@ -12,6 +12,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from movielens_als.atomic import atomic_path
+from movielens_als.errors import DataError
 from movielens_als.pipeline.common import (
     numeric_metrics,
     publish,
@@ -57,6 +58,9 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
             from movielens_als.data.index import load_index
 
             index = load_index(layout.index_dir)
+        if split.test.nnz == 0:
+            raise DataError(f"{layout.split_dir}: the test set is empty, so nothing can be scored; "
+                            "change split.* (or the release has too few ratings)")
         evals = {"test": split.test.to_ratings()}
         if split.val.nnz:
             evals["val"] = split.val.to_ratings()

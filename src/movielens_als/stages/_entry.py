@@ -29,6 +29,12 @@ def hydra_entry(
             # One readable line, no traceback: the message already says what and where.
             print(f"error: {stage}: {exc}", file=sys.stderr)
             sys.exit(ERROR_EXIT_CODE)
+        except OSError as exc:
+            # A full disk, a write-protected folder: the path and the cause, in one line (the
+            # outputs are written under temporary names, so nothing half-written is left).
+            where = exc.filename if exc.filename is not None else "an output"
+            print(f"error: {stage}: {where}: {exc.strerror or exc}", file=sys.stderr)
+            sys.exit(ERROR_EXIT_CODE)
 
     def main() -> None:
         # Name the job after the stage (Hydra would call every stage "_entry" in its logs).
