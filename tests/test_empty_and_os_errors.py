@@ -69,3 +69,33 @@ def test_unwritable_output_folder_is_one_line(tmp_path, project_overrides):
     lines = result.stderr.strip().splitlines()
     assert "Traceback" not in result.stderr and len(lines) == 1, result.stderr
     assert lines[0].startswith("error: index: ") and str(blocker) in lines[0]
+
+
+_HOLD_SCRIPT = """
+import sys, time
+from movielens_als.atomic import atomic_path
+with atomic_path(sys.argv[1]) as tmp:
+    tmp.mkdir()
+    (tmp / "half-written").write_text("x")
+    print("holding", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_killed_writer_leaves_nothing_once_the_target_is_written_again(tmp_path):
+    """SIGKILL inside atomic_path leaves its temporary; the next write of the same target
+    removes it (the pid in its name is dead), and leaves a live writer's alone."""
+    import signal
+
+    target = tmp_path / "out" / "model"
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD_SCRIPT, str(target)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "holding"
+    live = list(target.parent.glob(".model.*.tmp"))
+    assert len(live) == 1
+    write_json(tmp_path / "out" / "model", {"n": 1})  # a live writer's temporary is kept
+    assert live[0].exists()
+    holder.send_signal(signal.SIGKILL)
+    holder.wait(timeout=30)
+    write_json(target, {"n": 2})
+    assert sorted(p.name for p in target.parent.iterdir()) == ["model"]
+    assert json.loads(target.read_text()) == {"n": 2}

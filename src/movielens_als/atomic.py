@@ -18,16 +18,51 @@ import numpy as np
 from movielens_als.errors import DataError
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def remove_stale_temporaries(target: Path) -> list[Path]:
+    """Delete the temporaries of ``target`` that a killed process left (``atomic_path`` names
+    them ``.<name>.<pid>.<random>.tmp``): only names of this form, and only when no process
+    with that pid is alive (a live one may still be writing). Returns what was removed."""
+    removed = []
+    prefix = f".{target.name}."
+    for candidate in target.parent.glob(f"{glob_escape(prefix)}*.tmp"):
+        pid_text = candidate.name[len(prefix):].split(".", 1)[0]
+        if not pid_text.isdigit() or _alive(int(pid_text)):
+            continue
+        if candidate.is_dir() and not candidate.is_symlink():
+            shutil.rmtree(candidate, ignore_errors=True)
+        else:
+            candidate.unlink(missing_ok=True)
+        removed.append(candidate)
+    return removed
+
+
+def glob_escape(text: str) -> str:
+    """``text`` with glob metacharacters escaped (release names are plain, but be exact)."""
+    return "".join(f"[{c}]" if c in "*?[" else c for c in text)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary sibling path; on success rename it over ``path``, on error delete it.
 
     Works for files and for directories (the caller creates whichever it needs at the
-    yielded path).
+    yielded path). The temporary's name carries this process's pid, so a later write of the
+    same target removes what a killed run left (``remove_stale_temporaries``).
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    remove_stale_temporaries(target)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=target.parent))
     tmp.rmdir()  # the caller decides whether the temporary is a file or a folder
     try:
         yield tmp
