@@ -18,7 +18,8 @@ import numpy as np
 from movielens_als.errors import DataError
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process with this pid exists on this machine."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -36,7 +37,7 @@ def remove_stale_temporaries(target: Path) -> list[Path]:
     prefix = f".{target.name}."
     for candidate in target.parent.glob(f"{glob_escape(prefix)}*.tmp"):
         pid_text = candidate.name[len(prefix):].split(".", 1)[0]
-        if not pid_text.isdigit() or _alive(int(pid_text)):
+        if not pid_text.isdigit() or process_alive(int(pid_text)):
             continue
         if candidate.is_dir() and not candidate.is_symlink():
             shutil.rmtree(candidate, ignore_errors=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +15,11 @@ from movielens_als.config.compose import conf_dir
 from movielens_als.errors import MovieLensError
 
 ERROR_EXIT_CODE = 2
+INTERRUPTED_EXIT_CODE = 130  # the shell's code for a Ctrl-C'd command
+
+
+def _raise_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def hydra_entry(
@@ -23,8 +29,14 @@ def hydra_entry(
     stage = stage or config_name
 
     def task(cfg: DictConfig) -> None:
+        # SIGTERM (kill, a scheduler's stop) unwinds like Ctrl-C: temporaries are removed and
+        # the MLflow run is closed as FAILED by the context managers on the way out.
+        signal.signal(signal.SIGTERM, _raise_interrupt)
         try:
             run(_isolate_multirun_job(cfg))
+        except KeyboardInterrupt:
+            print(f"error: {stage}: interrupted; nothing was published", file=sys.stderr)
+            sys.exit(INTERRUPTED_EXIT_CODE)
         except MovieLensError as exc:
             # One readable line, no traceback: the message already says what and where.
             print(f"error: {stage}: {exc}", file=sys.stderr)

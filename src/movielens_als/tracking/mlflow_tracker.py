@@ -7,6 +7,7 @@ the stage at once with one clear message instead of crashing after training.
 from __future__ import annotations
 
 import os
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -16,6 +17,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from movielens_als.atomic import process_alive
 from movielens_als.errors import ConfigError, MovieLensError
 
 
@@ -78,8 +80,11 @@ class StageTracker(NullTracker):
         check_reachable(self.uri, self.timeout_s)
         mlflow.set_tracking_uri(self.uri)
         experiment_id = ensure_experiment(self.uri, self.experiment, self.artifact_root)
+        if not self.nested:
+            mark_orphaned_runs(self.uri, experiment_id)
+        tags = {**self.tags, HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
         self._run = mlflow.start_run(
-            experiment_id=experiment_id, run_name=self.run_name, tags=self.tags, nested=self.nested
+            experiment_id=experiment_id, run_name=self.run_name, tags=tags, nested=self.nested
         )
         self.run_id = self._run.info.run_id
         _log_params(self.params)
@@ -123,6 +128,27 @@ class StageTracker(NullTracker):
         import mlflow
 
         mlflow.set_tags(dict(tags))
+
+
+HOST_TAG = "movielens_als.host"
+PID_TAG = "movielens_als.pid"
+
+
+def mark_orphaned_runs(uri: str, experiment_id: str) -> list[str]:
+    """Runs left RUNNING by a process of this host that no longer exists (a SIGKILL, a power
+    cut) are marked KILLED; a live process's runs are left alone. Returns their ids."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    host = socket.gethostname()
+    orphans = []
+    for run in client.search_runs([experiment_id], filter_string="attributes.status = 'RUNNING'"):
+        pid = run.data.tags.get(PID_TAG, "")
+        if run.data.tags.get(HOST_TAG) != host or not pid.isdigit() or process_alive(int(pid)):
+            continue
+        client.set_terminated(run.info.run_id, status="KILLED")
+        orphans.append(run.info.run_id)
+    return orphans
 
 
 def tracking_uri(cfg: DictConfig) -> str:
