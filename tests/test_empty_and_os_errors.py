@@ -99,3 +99,36 @@ def test_a_killed_writer_leaves_nothing_once_the_target_is_written_again(tmp_pat
     write_json(target, {"n": 2})
     assert sorted(p.name for p in target.parent.iterdir()) == ["model"]
     assert json.loads(target.read_text()) == {"n": 2}
+
+
+def test_a_failure_while_publishing_leaves_the_previous_generation_whole(tiny_project, monkeypatch):
+    """The model, curve, figures and metrics of a run are renamed into place together: a run
+    that fails after fitting (here: drawing a figure) leaves the previous run's files as they
+    were — no new model beside old metrics — and no temporaries."""
+    import movielens_als.pipeline.train as train_module
+
+    tmp_path, overrides = tiny_project
+    stage = ["model=als", *overrides, "model.iterations=2", "model.K=2"]
+    run_training(compose("train", stage))
+    outputs = [tmp_path / "data/models/synthetic/als/model.npz", tmp_path / "reports/metrics/als.json",
+               tmp_path / "reports/curves/als.csv"]
+    before = [p.read_bytes() for p in outputs]
+
+    def broken_figure(*args, **kwargs):
+        raise OSError(28, "No space left on device", str(tmp_path / "reports/figures/als"))
+
+    monkeypatch.setattr(train_module, "_convergence_figure", lambda *a, **k: _BrokenFigure(broken_figure))
+    with pytest.raises(OSError, match="No space left"):
+        run_training(compose("train", [*stage, "model.seed=7"]))
+    assert [p.read_bytes() for p in outputs] == before
+    assert list(tmp_path.rglob("*.tmp")) == []
+
+
+class _BrokenFigure:
+    """A figure whose saving fails (a full disk)."""
+
+    def __init__(self, fail):
+        self.fail = fail
+
+    def savefig(self, *args, **kwargs):
+        self.fail()

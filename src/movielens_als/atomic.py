@@ -53,42 +53,62 @@ def glob_escape(text: str) -> str:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary sibling path; on success rename it over ``path``, on error delete it.
+def atomic_paths(*paths: str | os.PathLike[str]) -> Iterator[list[Path]]:
+    """Yield a temporary sibling path for each of ``paths``; when the block succeeds rename
+    them all over their targets (write all, then rename all: a reader never sees a new file
+    beside old ones from a run that failed half-way), on error delete them all.
 
-    Works for files and for directories (the caller creates whichever it needs at the
-    yielded path). The temporary's name carries this process's pid, so a later write of the
+    Works for files and for directories (the caller creates whichever it needs at each
+    yielded path). A temporary's name carries this process's pid, so a later write of the
     same target removes what a killed run left (``remove_stale_temporaries``).
     """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(target)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=target.parent))
-    tmp.rmdir()  # the caller decides whether the temporary is a file or a folder
+    targets = [Path(path) for path in paths]
+    temporaries: list[Path] = []
     try:
-        yield tmp
-        if target.is_dir() and not target.is_symlink():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
+        for target in targets:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            remove_stale_temporaries(target)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=target.parent))
+            tmp.rmdir()  # the caller decides whether the temporary is a file or a folder
+            temporaries.append(tmp)
+        yield list(temporaries)
+        for tmp, target in zip(temporaries, targets, strict=True):
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            os.replace(tmp, target)
     finally:
-        if tmp.is_dir():
-            shutil.rmtree(tmp, ignore_errors=True)
-        elif tmp.exists():
-            tmp.unlink()
+        for tmp in temporaries:
+            if tmp.is_dir():
+                shutil.rmtree(tmp, ignore_errors=True)
+            elif tmp.exists():
+                tmp.unlink()
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """``atomic_paths`` for one output."""
+    with atomic_paths(path) as (tmp,):
+        yield tmp
 
 
 def write_json(path: str | os.PathLike[str], obj: Any) -> None:
     """Write ``obj`` as indented JSON atomically. NaN and infinity are refused (they are not
     JSON, and a metric that is NaN means an empty or broken result): DataError naming the key."""
+    with atomic_path(path) as tmp:
+        dump_json(tmp, obj, name=path)
+
+
+def dump_json(path: Path, obj: Any, *, name: str | os.PathLike[str] | None = None) -> None:
+    """Write ``obj`` as indented JSON to ``path`` (not atomically: for a temporary), refusing
+    NaN and infinity with a DataError naming ``name`` (default ``path``) and the key."""
     bad = _non_finite_key(obj)
     if bad is not None:
-        raise DataError(f"{path}: {bad} is not a finite number; nothing was written (an empty test or "
-                        "validation set, or a diverged fit?)")
-    with atomic_path(path) as tmp:
-        tmp.write_text(
-            json.dumps(obj, indent=2, sort_keys=False, default=_json_default, allow_nan=False) + "\n",
-            encoding="utf-8",
-        )
+        raise DataError(f"{name or path}: {bad} is not a finite number; nothing was written (an empty "
+                        "test or validation set, or a diverged fit?)")
+    path.write_text(
+        json.dumps(obj, indent=2, sort_keys=False, default=_json_default, allow_nan=False) + "\n",
+        encoding="utf-8",
+    )
 
 
 def _non_finite_key(obj: Any, where: str = "") -> str | None:

@@ -4,14 +4,14 @@ trains, and publish its metrics, curve, figures and artifacts."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from matplotlib.figure import Figure
 from omegaconf import DictConfig, open_dict
 
-from movielens_als.atomic import atomic_path, write_json
+from movielens_als.atomic import atomic_paths, dump_json
 from movielens_als.config.validate import validate
 from movielens_als.errors import ConfigError
 from movielens_als.pipeline.layout import Layout
@@ -80,13 +80,10 @@ def stage_run(
         yield tracker
 
 
-def save_figures(figures: Mapping[str, Figure], folder: Path) -> list[Path]:
-    """Save each Figure as ``folder/<name>`` (PDF), replacing the folder atomically."""
-    with atomic_path(folder) as tmp:
-        tmp.mkdir(parents=True)
-        for name, figure in figures.items():
-            figure.savefig(tmp / name, format="pdf", bbox_inches="tight")
-    return [folder / name for name in figures]
+def _write_figures(figures: Mapping[str, Figure], folder: Path) -> None:
+    folder.mkdir(parents=True)
+    for name, figure in figures.items():
+        figure.savefig(folder / name, format="pdf", bbox_inches="tight")
 
 
 def publish(
@@ -97,23 +94,32 @@ def publish(
     *,
     figures: Mapping[str, Figure] | None = None,
     curve: Any = None,
+    writers: Mapping[Path, Callable[[Path], None]] | None = None,
     artifacts: Iterable[Path] = (),
     logged: Mapping[str, float] | None = None,
 ) -> None:
-    """Write stage output ``name``'s curve CSV, figures and metrics JSON (in that order: the
-    metrics file last, once everything it describes exists), then log to the MLflow run the
+    """Publish stage output ``name`` together: its metrics JSON, curve CSV, figures and every
+    ``writers`` entry (target path → function writing it at a given path, e.g. the model
+    folder) are all written under temporary names first, then all renamed into place, so a
+    killed or failing run leaves the previous generation whole. Then the MLflow run gets the
     metrics (``logged``, default every top-level number of ``metrics``) and every file as an
     artifact. ``layout`` is where the run writes (``Layout.outputs``)."""
-    files: list[Path] = []
+    outputs: dict[Path, Callable[[Path], None]] = dict(writers or {})
     if curve is not None:
-        with atomic_path(layout.curve_file(name)) as tmp:
-            curve.to_csv(tmp, index=False)
+        outputs[layout.curve_file(name)] = lambda tmp: curve.to_csv(tmp, index=False)
+    if figures:
+        outputs[layout.figures_dir(name)] = lambda tmp: _write_figures(figures, tmp)
+    outputs[layout.metrics_file(name)] = lambda tmp: dump_json(tmp, metrics, name=layout.metrics_file(name))
+    with atomic_paths(*outputs) as temporaries:
+        for tmp, write in zip(temporaries, outputs.values(), strict=True):
+            write(tmp)
+    files = [layout.metrics_file(name)]
+    if curve is not None:
         files.append(layout.curve_file(name))
     if figures:
-        files += save_figures(figures, layout.figures_dir(name))
-    write_json(layout.metrics_file(name), metrics)
+        files += [layout.figures_dir(name) / figure for figure in figures]
     tracker.log_metrics(numeric_metrics(metrics) if logged is None else dict(logged))
-    tracker.log_artifacts([layout.metrics_file(name), *files, *artifacts])
+    tracker.log_artifacts([*files, *artifacts])
 
 
 def numeric_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:

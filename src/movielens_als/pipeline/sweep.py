@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from movielens_als.atomic import write_json
+from movielens_als.atomic import dump_json
 from movielens_als.config.validate import validate
 from movielens_als.errors import ConfigError, DataError
 from movielens_als.pipeline.common import (
@@ -156,9 +156,10 @@ def run_sweep(cfg: DictConfig) -> dict[str, Any]:
             "n_failed": states.count(optuna.trial.TrialState.FAIL),
             "final_iterations": tuning.final_iterations,
         }
-        write_json(out_dir / BEST_PARAMS, {"model": tuned_model, "search": space.name, "val_rmse": float(study.best_value),
-                                           "tuned_keys": [*space.params, *space.fixed], "params": best})
+        best_file = {"model": tuned_model, "search": space.name, "val_rmse": float(study.best_value),
+                     "tuned_keys": [*space.params, *space.fixed], "params": best}
         publish(parent, layout.outputs, metrics_name, metrics, figures=_tuning_figures(study, space),
+                writers={out_dir / BEST_PARAMS: lambda tmp: dump_json(tmp, best_file)},
                 artifacts=[out_dir / BEST_PARAMS])
     return metrics
 

@@ -11,7 +11,6 @@ from typing import Any
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from movielens_als.atomic import atomic_path
 from movielens_als.errors import DataError
 from movielens_als.pipeline.common import (
     numeric_metrics,
@@ -81,9 +80,6 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
         fit_seconds = time.perf_counter() - started
 
         curve = pd.DataFrame(rows)
-        with atomic_path(layout.outputs.model_dir(output)) as tmp:
-            tmp.mkdir(parents=True)
-            save_model(result.model, tmp / "model")
 
         last = rows[-1]
         metrics: dict[str, Any] = {
@@ -115,7 +111,13 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
             figures.update(genre_figures)
             metrics["genres"] = genre_stats
         # Per-iteration keys already hold their final value as their last step.
+        def write_model(folder) -> None:
+            folder.mkdir(parents=True)
+            save_model(result.model, folder / "model")
+
+        # the model, its curve, figures and metrics appear together (write all, rename all)
         publish(tracker, layout.outputs, output, metrics, figures=figures, curve=curve,
+                writers={layout.outputs.model_dir(output): write_model},
                 logged={k: v for k, v in numeric_metrics(metrics).items() if k not in curve.columns})
     return metrics
 
