@@ -14,7 +14,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-LONG_GIBBS = ["model=bayes_als", "model.K=4", "model.samples=3000", "model.burn_in=1", "model.saved_samples=2"]
+LONG_GIBBS = ["model=bayes_als", "model.K=4", "model.samples=100000", "model.burn_in=1", "model.saved_samples=2"]
 
 
 def _start(overrides: list[str]) -> subprocess.Popen:
