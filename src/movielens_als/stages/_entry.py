@@ -19,7 +19,23 @@ INTERRUPTED_EXIT_CODE = 130  # the shell's code for a Ctrl-C'd command
 
 
 def _raise_interrupt(signum, frame) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one stop is enough; let the unwinding finish
     raise KeyboardInterrupt
+
+
+def _caused_by_interrupt(exc: BaseException) -> bool:
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _interrupted(stage: str) -> None:
+    print(f"error: {stage}: interrupted; nothing was published", file=sys.stderr)
+    sys.exit(INTERRUPTED_EXIT_CODE)
 
 
 def hydra_entry(
@@ -35,8 +51,13 @@ def hydra_entry(
         try:
             run(_isolate_multirun_job(cfg))
         except KeyboardInterrupt:
-            print(f"error: {stage}: interrupted; nothing was published", file=sys.stderr)
-            sys.exit(INTERRUPTED_EXIT_CODE)
+            _interrupted(stage)
+        except Exception as exc:
+            # An interrupt that landed inside a library call can surface as that library's
+            # error while the context managers unwind; it is still the user's stop.
+            if _caused_by_interrupt(exc):
+                _interrupted(stage)
+            raise
         except MovieLensError as exc:
             # One readable line, no traceback: the message already says what and where.
             print(f"error: {stage}: {exc}", file=sys.stderr)

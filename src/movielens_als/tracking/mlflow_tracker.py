@@ -93,7 +93,21 @@ class StageTracker(NullTracker):
     def __exit__(self, exc_type: type | None, *exc: object) -> None:
         import mlflow
 
-        mlflow.end_run(status="FINISHED" if exc_type is None else "FAILED")
+        status = "FINISHED" if exc_type is None else "FAILED"
+        try:
+            mlflow.end_run(status=status)
+        except Exception:
+            if exc_type is None:
+                raise
+            # unwinding from an error or an interrupt that may have left the fluent session
+            # unusable: close the run through a fresh client (a run still left RUNNING is
+            # marked KILLED by the next run, see mark_orphaned_runs)
+            try:
+                from mlflow.tracking import MlflowClient
+
+                MlflowClient(self.uri).set_terminated(self.run_id, status=status)
+            except Exception:
+                pass
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         import mlflow
