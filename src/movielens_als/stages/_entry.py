@@ -53,21 +53,21 @@ def hydra_entry(
         except KeyboardInterrupt:
             _interrupted(stage)
         except Exception as exc:
-            # An interrupt that landed inside a library call can surface as that library's
-            # error while the context managers unwind; it is still the user's stop.
             if _caused_by_interrupt(exc):
+                # an interrupt that landed inside a library call can surface as that
+                # library's error while the context managers unwind: still the user's stop
                 _interrupted(stage)
+            if isinstance(exc, MovieLensError):
+                # One readable line, no traceback: the message already says what and where.
+                print(f"error: {stage}: {exc}", file=sys.stderr)
+                sys.exit(ERROR_EXIT_CODE)
+            if isinstance(exc, OSError):
+                # A full disk, a write-protected folder: the path and the cause, in one line
+                # (outputs are written under temporary names, so nothing half-written is left).
+                where = exc.filename if exc.filename is not None else "an output"
+                print(f"error: {stage}: {where}: {exc.strerror or exc}", file=sys.stderr)
+                sys.exit(ERROR_EXIT_CODE)
             raise
-        except MovieLensError as exc:
-            # One readable line, no traceback: the message already says what and where.
-            print(f"error: {stage}: {exc}", file=sys.stderr)
-            sys.exit(ERROR_EXIT_CODE)
-        except OSError as exc:
-            # A full disk, a write-protected folder: the path and the cause, in one line (the
-            # outputs are written under temporary names, so nothing half-written is left).
-            where = exc.filename if exc.filename is not None else "an output"
-            print(f"error: {stage}: {where}: {exc.strerror or exc}", file=sys.stderr)
-            sys.exit(ERROR_EXIT_CODE)
 
     def main() -> None:
         # Name the job after the stage (Hydra would call every stage "_entry" in its logs).
