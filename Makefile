@@ -36,6 +36,7 @@ check-params: install
 
 lint: install
 	ruff check src tests benchmarks
+	ruff format --check src tests benchmarks
 
 bench: install
 	python benchmarks/bench_data.py

@@ -49,7 +49,8 @@ def machine_facts() -> str:
     blas = ", ".join(
         f"{i.get('internal_api')} {i.get('version')} ({i.get('threading_layer')}, "
         f"{i.get('architecture')}, {i.get('num_threads')} threads)"
-        for i in threadpool_info() if i.get("user_api") == "blas"
+        for i in threadpool_info()
+        if i.get("user_api") == "blas"
     )
     return f"CPU: {cpu}; {os.cpu_count()} cores; Numba threads {numba.get_num_threads()}; BLAS: {blas or 'none'}"
 
@@ -86,7 +87,9 @@ def ours(name: str, data, split) -> tuple[float, float, int]:
     return result.history[-1].eval_rmse["test"], time.perf_counter() - started, params.n_iterations
 
 
-def myfm_rmse(data, split, *, genres: bool, rank: int = 32, samples: int = 300) -> tuple[float, float]:
+def myfm_rmse(
+    data, split, *, genres: bool, rank: int = 32, samples: int = 300
+) -> tuple[float, float]:
     import myfm
     import scipy.sparse as sp
 
@@ -98,17 +101,26 @@ def myfm_rmse(data, split, *, genres: bool, rank: int = 32, samples: int = 300) 
         blocks = [user, item]
         if genres:
             g = data.movie_genres
-            dense = sp.csr_matrix((g.data.astype(np.float64), g.indices, g.indptr), shape=(g.n_rows, g.n_cols))
+            dense = sp.csr_matrix(
+                (g.data.astype(np.float64), g.indices, g.indptr), shape=(g.n_rows, g.n_cols)
+            )
             counts = np.maximum(np.diff(g.indptr), 1)
             # each movie's genres averaged (A_n, as in our genre prior)
-            blocks.append(sp.csr_matrix(dense[ratings.item].multiply(1.0 / counts[ratings.item][:, None])))
+            blocks.append(
+                sp.csr_matrix(dense[ratings.item].multiply(1.0 / counts[ratings.item][:, None]))
+            )
         return sp.hstack(blocks).tocsr()
 
     train, test = split.train.to_ratings(), split.test.to_ratings()
     started = time.perf_counter()
     model = myfm.MyFMRegressor(rank=rank, random_seed=42)
-    model.fit(features(train), train.rating.astype(np.float64), n_iter=samples, n_kept_samples=samples - 25,
-              callback=lambda *_: False)  # a callback instead of its progress bar
+    model.fit(
+        features(train),
+        train.rating.astype(np.float64),
+        n_iter=samples,
+        n_kept_samples=samples - 25,
+        callback=lambda *_: False,
+    )  # a callback instead of its progress bar
     prediction = model.predict(features(test))
     seconds = time.perf_counter() - started
     return float(np.sqrt(np.mean((prediction - test.rating) ** 2))), seconds
@@ -116,11 +128,16 @@ def myfm_rmse(data, split, *, genres: bool, rank: int = 32, samples: int = 300) 
 
 def accuracy() -> None:
     data, split = real_split()
-    print(f"ml-latest-small, notebook split: {split.train.nnz:,} train / {split.test.nnz:,} test ratings")
+    print(
+        f"ml-latest-small, notebook split: {split.train.nnz:,} train / {split.test.nnz:,} test ratings"
+    )
     print(f"{'model':<34} {'test RMSE':>9} {'seconds':>8} {'s/sweep':>8}")
     for name in ("als", "genre_als", "bayes_als", "bayes_genre_als"):
         value, seconds, sweeps = ours(name, data, split)
-        print(f"{'movielens-als ' + name:<34} {value:9.4f} {seconds:8.1f} {seconds / sweeps:8.3f}", flush=True)
+        print(
+            f"{'movielens-als ' + name:<34} {value:9.4f} {seconds:8.1f} {seconds / sweeps:8.3f}",
+            flush=True,
+        )
     try:
         import myfm  # noqa: F401
     except ImportError:
@@ -138,7 +155,9 @@ def speed(n_ratings: int, repeats: int) -> None:
 
     by_user, by_item = power_law_ratings(ML32M_USERS, ML32M_ITEMS, n_ratings, seed=0)
     train = RatingMatrix(by_user, by_item)
-    print(f"ML-32M shape: {train.n_users:,} users × {train.n_items:,} movies, {train.nnz:,} ratings, K = 32")
+    print(
+        f"ML-32M shape: {train.n_users:,} users × {train.n_items:,} movies, {train.nnz:,} ratings, K = 32"
+    )
     sweeps = repeats + 1  # the first sweep also pays the JIT warm-up of anything new: dropped
     als = fit(train, shipped("als", iterations=sweeps)).history[1:]
     gibbs = fit(train, shipped("bayes_als", samples=sweeps, burn_in=0, saved_samples=1)).history[1:]
@@ -150,9 +169,15 @@ def speed(n_ratings: int, repeats: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--ratings", type=int, default=20_000_000, help="ratings of the ML-32M-shape matrix")
-    parser.add_argument("--repeats", type=int, default=3, help="timed sweeps per method at ML-32M shape")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--ratings", type=int, default=20_000_000, help="ratings of the ML-32M-shape matrix"
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="timed sweeps per method at ML-32M shape"
+    )
     parser.add_argument("--skip-accuracy", action="store_true")
     parser.add_argument("--skip-speed", action="store_true")
     args = parser.parse_args()

@@ -23,13 +23,21 @@ def frames():
     users = np.arange(40) * 7 + 3
     movies = np.arange(30) * 11 + 100
     pairs = rng.choice(40 * 30, size=500, replace=False)
-    ratings = pd.DataFrame({
-        "userId": users[pairs // 30], "movieId": movies[pairs % 30],
-        "rating": rng.integers(1, 11, size=500) / 2.0,
-    })
+    ratings = pd.DataFrame(
+        {
+            "userId": users[pairs // 30],
+            "movieId": movies[pairs % 30],
+            "rating": rng.integers(1, 11, size=500) / 2.0,
+        }
+    )
     genres = ["Action|Comedy", "Drama", "(no genres listed)", "Comedy"]
-    catalogue = pd.DataFrame({"movieId": movies, "title": [f"Movie {m}" for m in movies],
-                              "genres": [genres[i % 4] for i in range(30)]})
+    catalogue = pd.DataFrame(
+        {
+            "movieId": movies,
+            "title": [f"Movie {m}" for m in movies],
+            "genres": [genres[i % 4] for i in range(30)],
+        }
+    )
     return ratings, catalogue
 
 
@@ -59,7 +67,9 @@ def test_new_user_similar_and_unknown_ids(frames):
     new = model.recommend_new({100: 5.0, 111: 1.0}, n=4)
     assert len(new) == 4 and not {100, 111} & set(new.movieId)
     similar = model.similar(100, n=3)
-    assert list(similar.columns) == ["movieId", "title", "cosine"] and 100 not in set(similar.movieId)
+    assert list(similar.columns) == ["movieId", "title", "cosine"] and 100 not in set(
+        similar.movieId
+    )
     unseen = pd.DataFrame({"userId": [99999, int(ratings.userId.iloc[0])], "movieId": [100, 88888]})
     fallback = model.predict(unseen)  # unknown ids: the terms that exist
     m = model.model
@@ -74,8 +84,11 @@ def test_new_user_similar_and_unknown_ids(frames):
 
 def test_every_variant_fits_and_survives_save_and_load(frames, tmp_path):
     ratings, movies = frames
-    for name, overrides in (("bias", {}), ("genre_als", {"K": 3, "iterations": 3}),
-                            ("bayes_genre_als", {"K": 3, "samples": 4, "burn_in": 1, "saved_samples": 2})):
+    for name, overrides in (
+        ("bias", {}),
+        ("genre_als", {"K": 3, "iterations": 3}),
+        ("bayes_genre_als", {"K": 3, "samples": 4, "burn_in": 1, "saved_samples": 2}),
+    ):
         model = fit(ratings, name, movies=movies, **overrides)
         model.save(tmp_path / name)
         again = load(tmp_path / name)
@@ -88,10 +101,22 @@ def test_every_variant_fits_and_survives_save_and_load(frames, tmp_path):
     ("frame", "message"),
     [
         (pd.DataFrame({"userId": [1], "movieId": [2]}), "lacks column.*rating"),
-        (pd.DataFrame({"userId": [1], "movieId": [2], "rating": ["good"]}), "'rating' must be numeric"),
-        (pd.DataFrame({"userId": [1], "movieId": [2], "rating": [np.nan]}), "'rating': row 0 is not a finite"),
-        (pd.DataFrame({"userId": [1.5], "movieId": [2], "rating": [3.0]}), "'userId': row 0 .* not an integer"),
-        (pd.DataFrame({"userId": [1, 1], "movieId": [2, 2], "rating": [3.0, 4.0]}), "rated movie 2 twice"),
+        (
+            pd.DataFrame({"userId": [1], "movieId": [2], "rating": ["good"]}),
+            "'rating' must be numeric",
+        ),
+        (
+            pd.DataFrame({"userId": [1], "movieId": [2], "rating": [np.nan]}),
+            "'rating': row 0 is not a finite",
+        ),
+        (
+            pd.DataFrame({"userId": [1.5], "movieId": [2], "rating": [3.0]}),
+            "'userId': row 0 .* not an integer",
+        ),
+        (
+            pd.DataFrame({"userId": [1, 1], "movieId": [2, 2], "rating": [3.0, 4.0]}),
+            "rated movie 2 twice",
+        ),
         (pd.DataFrame({"userId": [], "movieId": [], "rating": []}), "ratings is empty"),
         ([1, 2, 3], "must be a pandas DataFrame"),
     ],
@@ -114,7 +139,9 @@ def test_unknown_model_and_missing_genres(frames):
 @pytest.mark.realdata
 def test_readme_snippet_runs(real_mirror, tmp_path, monkeypatch, capsys):
     """The README's Python API snippet, run as written on the real archive."""
-    code = re.search(r"## Python API.*?```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S).group(1)
+    code = re.search(
+        r"## Python API.*?```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S
+    ).group(1)
     shutil.copy(real_mirror / "ml-latest-small.zip", tmp_path / "ml-latest-small.zip")
     monkeypatch.chdir(tmp_path)
     exec(compile(code, "README.md", "exec"), {})

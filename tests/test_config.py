@@ -13,7 +13,20 @@ from movielens_als.config.params import render_params
 from movielens_als.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-ALS_KEYS = {"K", "lam", "tau", "gamma", "eta", "iterations", "seed", "center", "reg_scaling", "genres", "genre_update", "init"}
+ALS_KEYS = {
+    "K",
+    "lam",
+    "tau",
+    "gamma",
+    "eta",
+    "iterations",
+    "seed",
+    "center",
+    "reg_scaling",
+    "genres",
+    "genre_update",
+    "init",
+}
 META_KEYS = {"name", "variant", "title", "figure"}
 MODELS = ["bias", "als", "genre_als", "bayes_als", "bayes_genre_als"]
 
@@ -34,7 +47,9 @@ def test_params_rendering_matches_dvc_hydra_composition(tmp_path):
     from dvc.utils.hydra import compose_and_dump
 
     out = tmp_path / "params.yaml"
-    compose_and_dump(out, str(REPO_ROOT / "conf"), None, "config", str(tmp_path), ["models.als.K=64"])
+    compose_and_dump(
+        out, str(REPO_ROOT / "conf"), None, "config", str(tmp_path), ["models.als.K=64"]
+    )
     assert out.read_text(encoding="utf-8") == render_params(["models.als.K=64"])
 
 
@@ -69,7 +84,14 @@ def test_every_model_config_is_in_the_study():
 
 def test_bias_defaults_are_the_notebooks():
     model = compose("train", ["model=bias"]).model
-    assert (model.K, model.lam, model.gamma, model.center, model.iterations, model.init) == (0, 0.01, 0.01, True, 20, "zeros")
+    assert (model.K, model.lam, model.gamma, model.center, model.iterations, model.init) == (
+        0,
+        0.01,
+        0.01,
+        True,
+        20,
+        "zeros",
+    )
 
 
 @pytest.mark.parametrize(

@@ -40,8 +40,20 @@ def test_conditional_draw_matches_reference(K, draw):
     bias = np.zeros(matrix.n_rows, dtype=np.float32)
     factors = np.zeros((matrix.n_rows, K), dtype=np.float32)
     key = int(bayes_als.stream_key(7, 5, 1))
-    sample_side(matrix, 3.5, other_bias, other_factors, bias, factors, lam=2.0, bias_precision=0.7,
-                factor_precision=precision, prior_mean=mean, key=key, draw=draw)
+    sample_side(
+        matrix,
+        3.5,
+        other_bias,
+        other_factors,
+        bias,
+        factors,
+        lam=2.0,
+        bias_precision=0.7,
+        factor_precision=precision,
+        prior_mean=mean,
+        key=key,
+        draw=draw,
+    )
     counts = matrix.row_counts()
     assert counts.min() == 0 and 1 in counts and counts.max() > K  # the edge cases are there
     for row in range(matrix.n_rows):
@@ -50,8 +62,15 @@ def test_conditional_draw_matches_reference(K, draw):
             assert bias[row] == 0 and np.allclose(factors[row], mean.astype(np.float32))
             continue
         expected_mean, covariance = bayes_als.reference_conditional(
-            cols, vals, 3.5, other_bias, other_factors, lam=2.0, bias_precision=0.7,
-            factor_precision=precision, prior_mean=mean,
+            cols,
+            vals,
+            3.5,
+            other_bias,
+            other_factors,
+            lam=2.0,
+            bias_precision=0.7,
+            factor_precision=precision,
+            prior_mean=mean,
         )
         expected = expected_mean
         if draw:
@@ -66,16 +85,28 @@ def test_draws_have_the_conditional_mean_and_covariance():
     matrix, other_bias, other_factors, precision, mean = _problem(4, 3)
     row = int(np.argmax(matrix.row_counts() == 3))
     cols, vals = matrix.row(row)
-    one_row = CSR(np.array([0, len(cols)]), cols.astype(np.int32), vals.astype(np.float32), matrix.n_cols)
+    one_row = CSR(
+        np.array([0, len(cols)]), cols.astype(np.int32), vals.astype(np.float32), matrix.n_cols
+    )
     settings = dict(lam=1.5, bias_precision=0.4, factor_precision=precision, prior_mean=mean)
     draws = []
     for sample in range(6000):
         bias, factors = np.zeros(1, np.float32), np.zeros((1, 3), np.float32)
-        sample_side(one_row, 3.0, other_bias, other_factors, bias, factors,
-                    key=int(bayes_als.stream_key(1, sample, 0)), **settings)
+        sample_side(
+            one_row,
+            3.0,
+            other_bias,
+            other_factors,
+            bias,
+            factors,
+            key=int(bayes_als.stream_key(1, sample, 0)),
+            **settings,
+        )
         draws.append(np.concatenate([bias, factors[0]]))
     draws = np.array(draws, dtype=np.float64)
-    expected_mean, covariance = bayes_als.reference_conditional(cols, vals, 3.0, other_bias, other_factors, **settings)
+    expected_mean, covariance = bayes_als.reference_conditional(
+        cols, vals, 3.0, other_bias, other_factors, **settings
+    )
     scale = np.sqrt(np.diag(covariance))
     # 6000 draws: the mean is within ~4 standard errors, the covariance within ~10 %
     assert np.all(np.abs(draws.mean(axis=0) - expected_mean) < 4 * scale / np.sqrt(len(draws)))
@@ -84,8 +115,12 @@ def test_draws_have_the_conditional_mean_and_covariance():
 
 def test_row_normals_are_standard_and_independent_of_the_key_layout():
     values = np.concatenate(
-        [bayes_als.reference_normals(3, sample, side, row, 9) for sample in range(20) for side in (0, 1)
-         for row in range(60)]
+        [
+            bayes_als.reference_normals(3, sample, side, row, 9)
+            for sample in range(20)
+            for side in (0, 1)
+            for row in range(60)
+        ]
     )
     assert abs(values.mean()) < 0.03 and abs(values.std() - 1) < 0.03
     # different sample, side or row: different draws
@@ -98,11 +133,14 @@ def test_row_normals_are_standard_and_independent_of_the_key_layout():
 def test_normal_gamma_draw_concentrates_on_the_sample_moments():
     rng = np.random.default_rng(0)
     values = rng.normal([1.0, -2.0], [0.5, 2.0], size=(20000, 2))
-    center, precision = bayes_als.draw_normal_gamma(rng, values, shape=1.0, rate=1.0, beta0=1.0, with_mean=True)
+    center, precision = bayes_als.draw_normal_gamma(
+        rng, values, shape=1.0, rate=1.0, beta0=1.0, with_mean=True
+    )
     np.testing.assert_allclose(center, [1.0, -2.0], atol=0.05)
     np.testing.assert_allclose(precision, [4.0, 0.25], rtol=0.05)
-    zero, precision = bayes_als.draw_normal_gamma(rng, values - values.mean(0), shape=1.0, rate=1.0, beta0=1.0,
-                                                  with_mean=False)
+    zero, precision = bayes_als.draw_normal_gamma(
+        rng, values - values.mean(0), shape=1.0, rate=1.0, beta0=1.0, with_mean=False
+    )
     assert np.all(zero == 0)
     np.testing.assert_allclose(precision, [4.0, 0.25], rtol=0.05)
 
@@ -122,10 +160,16 @@ def _planted(seed: int, n_users=150, n_items=120, K=3, density=0.12, noise=0.5):
 def test_posterior_mean_beats_the_map_fit_on_a_planted_model():
     train, test = _planted(11)
     # the MAP of the same model (true noise and factor precisions), and its posterior mean
-    map_fit = fit(train, ALSParams(K=3, lam=4.0, tau=1.0, gamma=1.0, iterations=30, reg_scaling="constant"),
-                  evals={"test": test})
-    gibbs = fit(train, BayesALSParams(K=3, samples=150, burn_in=30, lam=4.0, tau=1.0, seed=3),
-                evals={"test": test})
+    map_fit = fit(
+        train,
+        ALSParams(K=3, lam=4.0, tau=1.0, gamma=1.0, iterations=30, reg_scaling="constant"),
+        evals={"test": test},
+    )
+    gibbs = fit(
+        train,
+        BayesALSParams(K=3, samples=150, burn_in=30, lam=4.0, tau=1.0, seed=3),
+        evals={"test": test},
+    )
     map_rmse = map_fit.history[-1].eval_rmse["test"]
     bayes_rmse = gibbs.history[-1].eval_rmse["test"]
     assert bayes_rmse < map_rmse - 0.02, (bayes_rmse, map_rmse)
@@ -141,7 +185,9 @@ def test_running_posterior_mean_is_the_average_of_the_kept_draws():
     result = fit(train, params, evals={"all": ratings})
     # the saved model keeps sweeps 3..6, every kept one: its prediction is their exact average
     assert params.saved_sweeps().tolist() == [3, 4, 5, 6]
-    np.testing.assert_allclose(rmse(result.model, ratings), result.history[-1].eval_rmse["all"], rtol=1e-5)
+    np.testing.assert_allclose(
+        rmse(result.model, ratings), result.history[-1].eval_rmse["all"], rtol=1e-5
+    )
     assert result.model.K == 8
 
 
@@ -162,9 +208,15 @@ def test_genre_model_and_fold_in_and_files(tmp_path):
     s = 1  # the second draw
     scale = np.sqrt(3)
     expected, _ = bayes_als.reference_conditional(
-        cols, vals, loaded.mu, loaded.extras["item_bias_draws"][s], loaded.item_factors[:, 3:6] * scale,
-        lam=loaded.extras["noise_precision"][s], bias_precision=loaded.extras["user_bias_precision"][s],
-        factor_precision=loaded.extras["user_factor_precision"][s], prior_mean=loaded.extras["user_factor_mean"][s],
+        cols,
+        vals,
+        loaded.mu,
+        loaded.extras["item_bias_draws"][s],
+        loaded.item_factors[:, 3:6] * scale,
+        lam=loaded.extras["noise_precision"][s],
+        bias_precision=loaded.extras["user_bias_precision"][s],
+        factor_precision=loaded.extras["user_factor_precision"][s],
+        prior_mean=loaded.extras["user_factor_mean"][s],
     )
     np.testing.assert_allclose(factors[3:6] * scale, expected[1:], rtol=1e-3, atol=1e-4)
     empty_bias, empty = fold_in_user(loaded, np.array([], dtype=np.int64), np.array([]))
@@ -222,7 +274,9 @@ def test_gibbs_draws_are_bit_identical_with_one_and_two_threads():
     outputs = []
     for threads in ("1", "2"):
         env = {**os.environ, "NUMBA_NUM_THREADS": threads}
-        run = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+        run = subprocess.run(
+            [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
+        )
         assert run.returncode == 0, run.stderr[-3000:]
         outputs.append(json.loads(run.stdout.strip().splitlines()[-1]))
     assert [o["threads"] for o in outputs] == [1, 2]

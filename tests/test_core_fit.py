@@ -301,7 +301,9 @@ def test_params_from_mapping():
     for stage in ("bias", "als", "genre_als"):
         values = dict(compose("train", [f"model={stage}"]).model)
         as_dict = ALSParams.from_mapping(values).to_dict()
-        assert as_dict == {k: v for k, v in values.items() if k not in META_KEYS or k == "variant"}, stage
+        assert as_dict == {
+            k: v for k, v in values.items() if k not in META_KEYS or k == "variant"
+        }, stage
     with pytest.raises(ConfigError, match=r"unknown model key.*rank"):
         ALSParams.from_mapping({"rank": 3})
     assert isinstance(ALSParams.from_mapping({"lam": 1}).lam, float)

@@ -38,7 +38,13 @@ def fit_defaults(notebook_split, model: str, **overrides):
 
 def test_bias_only_reproduces_the_notebook(notebook_split):
     params = shipped_params("bias")
-    assert (params.lam, params.gamma, params.init, params.center, params.iterations) == (0.01, 0.01, "zeros", True, 20)
+    assert (params.lam, params.gamma, params.init, params.center, params.iterations) == (
+        0.01,
+        0.01,
+        "zeros",
+        True,
+        20,
+    )
     assert fit_defaults(notebook_split, "bias") == pytest.approx(0.8577, abs=0.0005)
 
 

@@ -58,13 +58,30 @@ def test_sweep_without_a_completed_trial_is_one_clear_error(tiny_project, monkey
 def test_unwritable_output_folder_is_one_line(tmp_path, project_overrides):
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the reports folder should be")
-    overrides = [*project_overrides, "dataset=synthetic", "dataset.synthetic.preset=tiny",
-                 f"paths.reports={blocker}", "tracking.enabled=false"]
-    result = subprocess.run([sys.executable, "-m", "movielens_als.stages.download", *overrides],
-                            capture_output=True, text=True, cwd=REPO_ROOT, env=os.environ, timeout=300)
+    overrides = [
+        *project_overrides,
+        "dataset=synthetic",
+        "dataset.synthetic.preset=tiny",
+        f"paths.reports={blocker}",
+        "tracking.enabled=false",
+    ]
+    result = subprocess.run(
+        [sys.executable, "-m", "movielens_als.stages.download", *overrides],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        env=os.environ,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr  # download writes no report
-    result = subprocess.run([sys.executable, "-m", "movielens_als.stages.index", *overrides],
-                            capture_output=True, text=True, cwd=REPO_ROOT, env=os.environ, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "movielens_als.stages.index", *overrides],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        env=os.environ,
+        timeout=300,
+    )
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert "Traceback" not in result.stderr and len(lines) == 1, result.stderr
@@ -88,7 +105,9 @@ def test_a_killed_writer_leaves_nothing_once_the_target_is_written_again(tmp_pat
     import signal
 
     target = tmp_path / "out" / "model"
-    holder = subprocess.Popen([sys.executable, "-c", _HOLD_SCRIPT, str(target)], stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_SCRIPT, str(target)], stdout=subprocess.PIPE, text=True
+    )
     assert holder.stdout.readline().strip() == "holding"
     live = list(target.parent.glob(".model.*.tmp"))
     assert len(live) == 1
@@ -110,14 +129,19 @@ def test_a_failure_while_publishing_leaves_the_previous_generation_whole(tiny_pr
     tmp_path, overrides = tiny_project
     stage = ["model=als", *overrides, "model.iterations=2", "model.K=2"]
     run_training(compose("train", stage))
-    outputs = [tmp_path / "data/models/synthetic/als/model.npz", tmp_path / "reports/metrics/als.json",
-               tmp_path / "reports/curves/als.csv"]
+    outputs = [
+        tmp_path / "data/models/synthetic/als/model.npz",
+        tmp_path / "reports/metrics/als.json",
+        tmp_path / "reports/curves/als.csv",
+    ]
     before = [p.read_bytes() for p in outputs]
 
     def broken_figure(*args, **kwargs):
         raise OSError(28, "No space left on device", str(tmp_path / "reports/figures/als"))
 
-    monkeypatch.setattr(train_module, "_convergence_figure", lambda *a, **k: _BrokenFigure(broken_figure))
+    monkeypatch.setattr(
+        train_module, "_convergence_figure", lambda *a, **k: _BrokenFigure(broken_figure)
+    )
     with pytest.raises(OSError, match="No space left"):
         run_training(compose("train", [*stage, "model.seed=7"]))
     assert [p.read_bytes() for p in outputs] == before

@@ -32,7 +32,9 @@ def test_prior_scores_are_the_model_scores_plus_weighted_log_counts():
     users = np.arange(5, dtype=np.int32)
     shifted = prior_scorer(model, log_counts, 0.5)(users)
     plain = FactorScorer(model.user_factors, model.item_factors, model.item_bias)(users)
-    np.testing.assert_allclose(shifted - plain, np.broadcast_to(0.5 * log_counts, plain.shape), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        shifted - plain, np.broadcast_to(0.5 * log_counts, plain.shape), rtol=1e-5, atol=1e-5
+    )
 
 
 def test_chosen_weight_is_the_best_on_validation():
@@ -42,8 +44,12 @@ def test_chosen_weight_is_the_best_on_validation():
     assert set(scores) == {"0", "0.5", "2"}
     assert scores[f"{weight:g}"] == max(scores.values())
     refit = fit(train, model.params).model
-    expected = evaluate_ranking(prior_scorer(refit, popularity_log_counts(train.by_user), weight),
-                                train.by_user, val, ks=(5,))["ndcg@5"]
+    expected = evaluate_ranking(
+        prior_scorer(refit, popularity_log_counts(train.by_user), weight),
+        train.by_user,
+        val,
+        ks=(5,),
+    )["ndcg@5"]
     assert scores[f"{weight:g}"] == expected
     only_zero, _ = choose_prior_weight(model, train, val, [0.0], k=5)
     assert only_zero == 0.0

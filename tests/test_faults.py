@@ -14,13 +14,25 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-LONG_GIBBS = ["model=bayes_als", "model.K=4", "model.samples=100000", "model.burn_in=1", "model.saved_samples=2"]
+LONG_GIBBS = [
+    "model=bayes_als",
+    "model.K=4",
+    "model.samples=100000",
+    "model.burn_in=1",
+    "model.saved_samples=2",
+]
 
 
 def _start(overrides: list[str]) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    return subprocess.Popen([sys.executable, "-m", "movielens_als.stages.train", *overrides],
-                            cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "movielens_als.stages.train", *overrides],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _runs(tmp_path: Path):
@@ -59,18 +71,29 @@ def test_a_killed_training_stage_leaves_no_debris(tiny_project, kill):
         assert "Traceback" not in stderr
         # closed as FAILED on the way out (or, if the interrupt broke the store session, left
         # for the next run to mark KILLED)
-        assert [r.info.status for r in _runs(tmp_path) if r.data.tags.get("stage") == "bayes_als"] in (
-            ["FAILED"], ["RUNNING"])
+        assert [
+            r.info.status for r in _runs(tmp_path) if r.data.tags.get("stage") == "bayes_als"
+        ] in (["FAILED"], ["RUNNING"])
     else:
         assert process.returncode == -signal.SIGKILL
     assert not (tmp_path / "reports/metrics/bayes_als.json").exists()  # nothing published
 
-    rerun = _start([*overrides, *LONG_GIBBS[:-3], "model.samples=3", "model.burn_in=1", "model.saved_samples=2"])
+    rerun = _start(
+        [
+            *overrides,
+            *LONG_GIBBS[:-3],
+            "model.samples=3",
+            "model.burn_in=1",
+            "model.saved_samples=2",
+        ]
+    )
     _, stderr = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, stderr
     assert (tmp_path / "reports/metrics/bayes_als.json").is_file()
     assert _temporaries(tmp_path) == []
-    statuses = sorted(r.info.status for r in _runs(tmp_path) if r.data.tags.get("stage") == "bayes_als")
+    statuses = sorted(
+        r.info.status for r in _runs(tmp_path) if r.data.tags.get("stage") == "bayes_als"
+    )
     assert "RUNNING" not in statuses
     expected = [["FINISHED", "KILLED"]]  # a SIGKILLed run is marked KILLED by the rerun
     if kill == signal.SIGTERM:

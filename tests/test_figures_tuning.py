@@ -31,7 +31,9 @@ def test_importances_are_bars_in_order():
 
 
 def test_rmse_vs_k_uses_a_log2_axis_and_names_the_lowest_k():
-    figure = rmse_vs_k_figure(np.array([8, 2, 4]), np.array([0.6, 0.7, 0.65]), np.array([0.84, 0.86, 0.83]), title="K")
+    figure = rmse_vs_k_figure(
+        np.array([8, 2, 4]), np.array([0.6, 0.7, 0.65]), np.array([0.84, 0.86, 0.83]), title="K"
+    )
     ax = figure.axes[0]
     assert ax.get_xscale() == "log"
     train, test = ax.get_lines()

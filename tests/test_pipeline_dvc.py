@@ -25,8 +25,11 @@ TINY = [
     "models.als.K=4",
     "models.genre_als.iterations=2",
     "models.genre_als.K=4",
-    *(f"models.{m}.{k}" for m in ("bayes_als", "bayes_genre_als")
-      for k in ("K=3", "samples=4", "burn_in=1", "saved_samples=2")),
+    *(
+        f"models.{m}.{k}"
+        for m in ("bayes_als", "bayes_genre_als")
+        for k in ("K=3", "samples=4", "burn_in=1", "saved_samples=2")
+    ),
     "sweep.tuning.n_trials=3",
     "sweep.tuning.iterations=2",
     "sweep.tuning.final_iterations=2",
@@ -36,7 +39,17 @@ TINY = [
     "kgrid.iterations=2",
     "analysis.min_ratings=2",
 ]
-TUNING_STAGES = ["analysis", "ranking", "crossval", "sweep@notebook", "sweep@count", "kgrid@2", "kgrid@4", "kgrid_report", "tuned@als"]
+TUNING_STAGES = [
+    "analysis",
+    "ranking",
+    "crossval",
+    "sweep@notebook",
+    "sweep@count",
+    "kgrid@2",
+    "kgrid@4",
+    "kgrid_report",
+    "tuned@als",
+]
 
 
 def _run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
@@ -57,7 +70,9 @@ def project(tmp_path_factory) -> Path:
     for name in ("dvc.yaml", ".dvcignore", ".gitignore"):
         shutil.copy(REPO_ROOT / name, root / name)
     for folder in ("conf", "src"):
-        shutil.copytree(REPO_ROOT / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(
+            REPO_ROOT / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__")
+        )
     _run(["git", "init", "-q"], root)
     _run(["dvc", "init", "-q"], root)
     shutil.copy(REPO_ROOT / ".dvc" / "config", root / ".dvc" / "config")
@@ -93,25 +108,40 @@ def test_dvc_outputs_are_where_the_layout_writes():
 
     cfg = compose("config")
     layout = Layout.from_config(cfg)
-    expected = {"download": [layout.raw_dir], "index": [layout.index_dir, layout.metrics_file("index")],
-                "split": [layout.split_dir, layout.metrics_file("split")],
-                "eda": [layout.figures_dir("eda"), layout.metrics_file("eda")],
-                "analysis": [layout.figures_dir("analysis"), layout.metrics_file("analysis")],
-                "ranking": [layout.metrics_file("ranking")],
-                "crossval": [layout.metrics_file("crossval")],
-                "kgrid_report": [layout.figures_dir("kgrid"), layout.metrics_file("kgrid")]}
+    expected = {
+        "download": [layout.raw_dir],
+        "index": [layout.index_dir, layout.metrics_file("index")],
+        "split": [layout.split_dir, layout.metrics_file("split")],
+        "eda": [layout.figures_dir("eda"), layout.metrics_file("eda")],
+        "analysis": [layout.figures_dir("analysis"), layout.metrics_file("analysis")],
+        "ranking": [layout.metrics_file("ranking")],
+        "crossval": [layout.metrics_file("crossval")],
+        "kgrid_report": [layout.figures_dir("kgrid"), layout.metrics_file("kgrid")],
+    }
     for model in cfg.models:
-        expected[f"train@{model}"] = [layout.model_dir(model), layout.figures_dir(model),
-                                      layout.metrics_file(model), layout.curve_file(model)]
+        expected[f"train@{model}"] = [
+            layout.model_dir(model),
+            layout.figures_dir(model),
+            layout.metrics_file(model),
+            layout.curve_file(model),
+        ]
     for space in cfg.sweep.spaces:
         name = f"sweep_{cfg.sweep.model}_{space}"
         folder = layout.tuning_dir(cfg.sweep.model, space)
-        expected[f"sweep@{space}"] = [folder / "best_params.json", folder / "optuna.db",
-                                      layout.figures_dir(name), layout.metrics_file(name)]
+        expected[f"sweep@{space}"] = [
+            folder / "best_params.json",
+            folder / "optuna.db",
+            layout.figures_dir(name),
+            layout.metrics_file(name),
+        ]
     for K in cfg.kgrid.Ks:
         expected[f"kgrid@{K}"] = [layout.kgrid_file(K)]
-    expected["tuned@als"] = [layout.model_dir("als_tuned"), layout.figures_dir("als_tuned"),
-                             layout.metrics_file("als_tuned"), layout.curve_file("als_tuned")]
+    expected["tuned@als"] = [
+        layout.model_dir("als_tuned"),
+        layout.figures_dir("als_tuned"),
+        layout.metrics_file("als_tuned"),
+        layout.curve_file("als_tuned"),
+    ]
     stages = _resolved_stages(REPO_ROOT)
     assert set(stages) == set(expected)
     for name, stage in stages.items():
@@ -129,7 +159,9 @@ def test_repro_runs_all_then_nothing_then_only_what_changed(project):
 
     _write_params(project, [*TINY, "models.bias.iterations=3"])
     changed = _run(["dvc", "repro"], project)
-    ran = {stage for stage in STAGES + TUNING_STAGES if f"Running stage '{stage}'" in changed.stdout}
+    ran = {
+        stage for stage in STAGES + TUNING_STAGES if f"Running stage '{stage}'" in changed.stdout
+    }
     # the bias model's own stage and the stages that read every model (ranking reads the
     # models folder, crossval the models section) — never another model's stage or a sweep
     assert ran == {"train@bias", "ranking", "crossval"}

@@ -27,7 +27,14 @@ EDA_FIGURES = {
     "mean_vs_count.pdf",
     "variance_vs_mean_rating.pdf",
 }
-TRAIN_METRIC_KEYS = {"train_rmse", "test_rmse", "nll", "iterations", "seconds_per_iteration", "model"}
+TRAIN_METRIC_KEYS = {
+    "train_rmse",
+    "test_rmse",
+    "nll",
+    "iterations",
+    "seconds_per_iteration",
+    "model",
+}
 
 
 def _runs(tmp_path, stage):
@@ -58,7 +65,9 @@ def test_eda_stage_writes_every_figure(tiny_project):
     assert figures == EDA_FIGURES
     for name in EDA_FIGURES:
         assert (tmp_path / "reports/figures/eda" / name).read_bytes().startswith(b"%PDF")
-    assert json.loads((tmp_path / "reports/metrics/eda.json").read_text()) == json.loads(json.dumps(summary))
+    assert json.loads((tmp_path / "reports/metrics/eda.json").read_text()) == json.loads(
+        json.dumps(summary)
+    )
     client, runs = _runs(tmp_path, "eda")
     artifacts = {a.path for a in client.list_artifacts(runs[0].info.run_id)}
     assert "eda.json" in artifacts
@@ -69,9 +78,23 @@ def test_eda_stage_writes_every_figure(tiny_project):
     [
         ("bias", {"bias_only_convergence.pdf"}),
         ("als", {"all_latent_factors_convergence.pdf"}),
-        ("genre_als", {"genre_integration_convergence.pdf", "genre_embeddings.pdf", "genre_cosine_similarity.pdf"}),
+        (
+            "genre_als",
+            {
+                "genre_integration_convergence.pdf",
+                "genre_embeddings.pdf",
+                "genre_cosine_similarity.pdf",
+            },
+        ),
         ("bayes_als", {"bayes_als_convergence.pdf"}),
-        ("bayes_genre_als", {"bayes_genre_als_convergence.pdf", "genre_embeddings.pdf", "genre_cosine_similarity.pdf"}),
+        (
+            "bayes_genre_als",
+            {
+                "bayes_genre_als_convergence.pdf",
+                "genre_embeddings.pdf",
+                "genre_cosine_similarity.pdf",
+            },
+        ),
     ],
 )
 def test_training_stage_outputs_and_mlflow_run(tiny_project, stage, figures):
@@ -91,8 +114,19 @@ def test_training_stage_outputs_and_mlflow_run(tiny_project, stage, figures):
     assert on_disk["test_rmse"] == metrics["test_rmse"]
 
     curve = pd.read_csv(tmp_path / f"reports/curves/{stage}.csv")
-    sampled = ["noise_precision", "user_factor_precision", "movie_factor_precision"] if sweeps_key == "samples" else []
-    assert list(curve.columns) == ["iteration", "nll", "train_rmse", "test_rmse", *sampled, "seconds"]
+    sampled = (
+        ["noise_precision", "user_factor_precision", "movie_factor_precision"]
+        if sweeps_key == "samples"
+        else []
+    )
+    assert list(curve.columns) == [
+        "iteration",
+        "nll",
+        "train_rmse",
+        "test_rmse",
+        *sampled,
+        "seconds",
+    ]
     assert curve["iteration"].tolist() == [1, 2, 3]
     if sweeps_key == "iterations":  # exact block updates never raise the NLL; draws may
         assert (np.diff(curve["nll"]) <= 1e-6 * curve["nll"].abs().max()).all()
@@ -123,7 +157,14 @@ def test_validation_split_is_scored_every_iteration(tiny_project):
     run_split(compose("split", [*overrides, "split.val_fraction=0.1"]))
     metrics = run_training(compose("train", ["model=als", *overrides, *FAST_MODEL]))
     curve = pd.read_csv(tmp_path / "reports/curves/als.csv")
-    assert list(curve.columns) == ["iteration", "nll", "train_rmse", "test_rmse", "val_rmse", "seconds"]
+    assert list(curve.columns) == [
+        "iteration",
+        "nll",
+        "train_rmse",
+        "test_rmse",
+        "val_rmse",
+        "seconds",
+    ]
     assert np.isfinite(metrics["val_rmse"])
 
 
@@ -131,7 +172,9 @@ def test_params_yaml_layout_runs_the_same_stage(tiny_project):
     """DVC runs stages with params.yaml, which holds every model under models.<name> and names
     the one to train with train.model."""
     _, overrides = tiny_project
-    cfg = compose("config", [*overrides, "models.als.K=3", "models.als.iterations=2", "train.model=als"])
+    cfg = compose(
+        "config", [*overrides, "models.als.K=3", "models.als.iterations=2", "train.model=als"]
+    )
     metrics = run_training(cfg)
     assert metrics["model"]["K"] == 3 and metrics["iterations"] == 2
     with pytest.raises(ConfigError, match=r"train\.model|model: name the model"):
@@ -151,14 +194,26 @@ def test_analysis_and_ranking_stages(tiny_project):
     assert json.loads((tmp_path / "reports/metrics/analysis.json").read_text())["model"] == "als"
 
     table = run_ranking(compose("ranking", [*overrides, "ranking.ks=[5,10]"]))
-    assert set(table) == {"als", "genre_als", "als+prior", "genre_als+prior", "popularity", "popularity_prior"}
+    assert set(table) == {
+        "als",
+        "genre_als",
+        "als+prior",
+        "genre_als+prior",
+        "popularity",
+        "popularity_prior",
+    }
     priors = table.pop("popularity_prior")
     for stage in ("als", "genre_als"):
         chosen = priors[stage]
         assert chosen["val_ndcg@10"][f"{chosen['weight']:g}"] == max(chosen["val_ndcg@10"].values())
     for row in table.values():
-        assert {"ndcg@5", "ndcg@10", "recall@10", "mrr@10", "hit_rate@10", "coverage@10"} <= set(row)
+        assert {"ndcg@5", "ndcg@10", "recall@10", "mrr@10", "hit_rate@10", "coverage@10"} <= set(
+            row
+        )
         assert 0 <= row["ndcg@10"] <= 1
-    assert set(json.loads((tmp_path / "reports/metrics/ranking.json").read_text())) == {*table, "popularity_prior"}
+    assert set(json.loads((tmp_path / "reports/metrics/ranking.json").read_text())) == {
+        *table,
+        "popularity_prior",
+    }
     _, runs = _runs(tmp_path, "ranking")
     assert {"als.ndcg_at_10", "als_prior.ndcg_at_10"} <= set(runs[0].data.metrics)

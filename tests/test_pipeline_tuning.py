@@ -63,7 +63,9 @@ def test_sweep_never_sees_test_and_writes_outputs(tiny_project, monkeypatch):
     assert metrics["n_trials"] == 4 and np.isfinite(metrics["test_rmse"])
     on_disk = json.loads((tmp_path / "reports/metrics/sweep_als_notebook.json").read_text())
     assert on_disk["best_params"] == metrics["best_params"]
-    best = json.loads((tmp_path / "data/tuning/synthetic/als/notebook/best_params.json").read_text())
+    best = json.loads(
+        (tmp_path / "data/tuning/synthetic/als/notebook/best_params.json").read_text()
+    )
     assert best["params"]["lam"] == metrics["best_params"]["lam"]
     figures = {p.name for p in (tmp_path / "reports/figures/sweep_als_notebook").iterdir()}
     assert figures == {"optimization_history.pdf", "param_importances.pdf"}
@@ -100,7 +102,9 @@ def test_interrupted_sweep_resumes_without_repeating_trials(tiny_project, monkey
     assert len(done) == 2
 
     calls.clear()
-    monkeypatch.setattr(search_module, "fit", lambda *a, **k: (calls.append(a[1]), real_fit(*a, **k))[1])
+    monkeypatch.setattr(
+        search_module, "fit", lambda *a, **k: (calls.append(a[1]), real_fit(*a, **k))[1]
+    )
     metrics = run_sweep(cfg)
     assert len(calls) == 2  # only the two missing trials ran
     after = _study(tmp_path).get_trials()
@@ -112,14 +116,18 @@ def test_interrupted_sweep_resumes_without_repeating_trials(tiny_project, monkey
 def test_genre_sweep_tunes_eta(tiny_project):
     """The genre model adds its own range (η, conf/model/genre_als.yaml ``tune``) to the space."""
     tmp_path, overrides = tiny_project
-    metrics = run_sweep(compose("sweep", [*overrides, *SMALL_SWEEP, "model=genre_als", "tuning.n_trials=3"]))
+    metrics = run_sweep(
+        compose("sweep", [*overrides, *SMALL_SWEEP, "model=genre_als", "tuning.n_trials=3"])
+    )
     assert metrics["model"] == "genre_als" and "eta" in metrics["best_params"]
     storage = f"sqlite:///{tmp_path / 'data/tuning/synthetic/genre_als/notebook/optuna.db'}"
     (name,) = optuna.get_all_study_names(storage)
     trials = optuna.load_study(study_name=name, storage=storage).trials
     etas = {t.params["eta"] for t in trials}
     assert len(etas) == 3 and all(1.0 <= eta <= 200.0 for eta in etas)
-    best = json.loads((tmp_path / "data/tuning/synthetic/genre_als/notebook/best_params.json").read_text())
+    best = json.loads(
+        (tmp_path / "data/tuning/synthetic/genre_als/notebook/best_params.json").read_text()
+    )
     assert "eta" in best["tuned_keys"] and best["params"]["genres"] is True
     assert (tmp_path / "reports/metrics/sweep_genre_als_notebook.json").is_file()
 
@@ -151,9 +159,22 @@ def test_multirun_creates_one_mlflow_run_per_job(tiny_project):
     tmp_path, overrides = tiny_project
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     result = subprocess.run(
-        [sys.executable, "-m", "movielens_als.stages.train", "-m", "model=als", "model.K=2,3", "model.iterations=2",
-         *overrides, f"hydra.sweep.dir={tmp_path / 'multirun'}"],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "movielens_als.stages.train",
+            "-m",
+            "model=als",
+            "model.K=2,3",
+            "model.iterations=2",
+            *overrides,
+            f"hydra.sweep.dir={tmp_path / 'multirun'}",
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
@@ -174,7 +195,9 @@ def test_training_with_tuned_parameters_writes_its_own_outputs(tiny_project):
 
     tmp_path, overrides = tiny_project
     sweep = run_sweep(compose("sweep", [*overrides, *SMALL_SWEEP, "tuning.n_trials=2"]))
-    metrics = run_training(compose("train", ["model=als", *overrides, "model.iterations=2", "tuned=best"]))
+    metrics = run_training(
+        compose("train", ["model=als", *overrides, "model.iterations=2", "tuned=best"])
+    )
     for key, value in sweep["best_params"].items():
         assert metrics["model"][key] == value
     assert metrics["tuned"]["search"] == "notebook"

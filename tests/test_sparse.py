@@ -17,7 +17,12 @@ def _reference_csr(rows, cols, vals, n_rows):
 
 
 @settings(max_examples=50, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), n=st.integers(0, 500), n_rows=st.integers(1, 30), n_cols=st.integers(1, 30))
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n=st.integers(0, 500),
+    n_rows=st.integers(1, 30),
+    n_cols=st.integers(1, 30),
+)
 def test_from_coo_matches_a_stable_argsort(seed, n, n_rows, n_cols):
     rng = np.random.default_rng(seed)
     rows, cols = rng.integers(0, n_rows, n), rng.integers(0, n_cols, n)
@@ -35,7 +40,9 @@ def test_from_coo_matches_a_stable_argsort(seed, n, n_rows, n_cols):
 @given(seed=st.integers(0, 2**32 - 1), n=st.integers(0, 300))
 def test_round_trips_and_transpose(seed, n):
     rng = np.random.default_rng(seed)
-    ratings = Ratings.from_arrays(rng.integers(0, 12, n), rng.integers(0, 9, n), rng.integers(1, 11, n) / 2)
+    ratings = Ratings.from_arrays(
+        rng.integers(0, 12, n), rng.integers(0, 9, n), rng.integers(1, 11, n) / 2
+    )
     matrix = RatingMatrix.from_ratings(ratings, 12, 9)
     back = matrix.to_ratings()
     # same multiset of triplets, grouped by user with each user's entries in input order
@@ -46,7 +53,9 @@ def test_round_trips_and_transpose(seed, n):
     # the transpose holds the same entries as the item-major layout (row order may differ)
     transposed = matrix.by_user.transpose()
     np.testing.assert_array_equal(transposed.indptr, matrix.by_item.indptr)
-    for got, want in zip(_sorted_triplets(transposed), _sorted_triplets(matrix.by_item), strict=True):
+    for got, want in zip(
+        _sorted_triplets(transposed), _sorted_triplets(matrix.by_item), strict=True
+    ):
         np.testing.assert_array_equal(got, want)
     assert matrix.nnz == n and matrix.n_users == 12 and matrix.n_items == 9
 

@@ -32,7 +32,9 @@ def _cfg(tmp_path, **tracking):
 
 
 def test_flatten_config_dots_nested_keys():
-    cfg = OmegaConf.create({"model": {"K": 8, "tau": 0.1}, "dataset": {"name": "x"}, "hydra": {"a": 1}})
+    cfg = OmegaConf.create(
+        {"model": {"K": 8, "tau": 0.1}, "dataset": {"name": "x"}, "hydra": {"a": 1}}
+    )
     assert flatten_config(cfg) == {"model.K": 8, "model.tau": 0.1, "dataset.name": "x"}
 
 

@@ -36,7 +36,9 @@ def _get(base: str, path: str, **query: str) -> dict:
 
 def _post(base: str, path: str, body: dict) -> dict:
     request = urllib.request.Request(
-        f"{base}{path}", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+        f"{base}{path}",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
     )
     with urllib.request.urlopen(request, timeout=30) as response:
         return json.loads(response.read())
@@ -49,12 +51,22 @@ def mlflow_server(tmp_path):
     log = open(tmp_path / "server.log", "wb")
     server = subprocess.Popen(
         [
-            str(mlflow), "server",
-            "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-            "--artifacts-destination", str(tmp_path / "server-artifacts"),
-            "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+            str(mlflow),
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{tmp_path / 'server.db'}",
+            "--artifacts-destination",
+            str(tmp_path / "server-artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
         ],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -65,7 +77,9 @@ def mlflow_server(tmp_path):
                     break
             except OSError:
                 if server.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"mlflow server did not start:\n{(tmp_path / 'server.log').read_text()}")
+                    pytest.fail(
+                        f"mlflow server did not start:\n{(tmp_path / 'server.log').read_text()}"
+                    )
                 time.sleep(0.5)
         yield base
     finally:
@@ -88,20 +102,41 @@ def test_stage_logs_to_a_real_server(tmp_path, project_overrides, mlflow_server,
 
     env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_server}
     result = subprocess.run(
-        [sys.executable, "-m", "movielens_als.stages.train", "model=bias", *overrides, "model.iterations=4"],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "movielens_als.stages.train",
+            "model=bias",
+            *overrides,
+            "model.iterations=4",
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr
 
-    experiment = _get(mlflow_server, "/api/2.0/mlflow/experiments/get-by-name", experiment_name="movielens-als/synthetic")
-    runs = _post(mlflow_server, "/api/2.0/mlflow/runs/search", {"experiment_ids": [experiment["experiment"]["experiment_id"]]})["runs"]
+    experiment = _get(
+        mlflow_server,
+        "/api/2.0/mlflow/experiments/get-by-name",
+        experiment_name="movielens-als/synthetic",
+    )
+    runs = _post(
+        mlflow_server,
+        "/api/2.0/mlflow/runs/search",
+        {"experiment_ids": [experiment["experiment"]["experiment_id"]]},
+    )["runs"]
     assert len(runs) == 1
     run_id = runs[0]["info"]["run_id"]
     assert runs[0]["info"]["status"] == "FINISHED"
     params = {p["key"]: p["value"] for p in runs[0]["data"]["params"]}
     assert params["model.iterations"] == "4" and params["model.K"] == "0"
 
-    history = _get(mlflow_server, "/api/2.0/mlflow/metrics/get-history", run_id=run_id, metric_key="test_rmse")
+    history = _get(
+        mlflow_server, "/api/2.0/mlflow/metrics/get-history", run_id=run_id, metric_key="test_rmse"
+    )
     assert [m["step"] for m in history["metrics"]] == [1, 2, 3, 4]
 
     listed = _get(mlflow_server, "/api/2.0/mlflow/artifacts/list", run_id=run_id)

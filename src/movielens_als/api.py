@@ -43,16 +43,26 @@ NO_GENRES = "(no genres listed)"
 
 def _check_frame(frame: Any, columns: Sequence[str], what: str) -> pd.DataFrame:
     if not isinstance(frame, pd.DataFrame):
-        raise DataError(f"{what} must be a pandas DataFrame with columns {', '.join(columns)}; got {type(frame).__name__}")
+        raise DataError(
+            f"{what} must be a pandas DataFrame with columns {', '.join(columns)}; got {type(frame).__name__}"
+        )
     missing = [c for c in columns if c not in frame.columns]
     if missing:
-        raise DataError(f"{what} lacks column(s) {', '.join(missing)}; it has {', '.join(map(str, frame.columns))}")
+        raise DataError(
+            f"{what} lacks column(s) {', '.join(missing)}; it has {', '.join(map(str, frame.columns))}"
+        )
     for column in columns:
-        if not pd.api.types.is_numeric_dtype(frame[column]) or pd.api.types.is_bool_dtype(frame[column]):
-            raise DataError(f"{what} column {column!r} must be numeric, got dtype {frame[column].dtype}")
+        if not pd.api.types.is_numeric_dtype(frame[column]) or pd.api.types.is_bool_dtype(
+            frame[column]
+        ):
+            raise DataError(
+                f"{what} column {column!r} must be numeric, got dtype {frame[column].dtype}"
+            )
         bad = np.flatnonzero(~np.isfinite(frame[column].to_numpy(dtype=np.float64)))
         if len(bad):
-            raise DataError(f"{what} column {column!r}: row {bad[0]} is not a finite number ({frame[column].iloc[bad[0]]!r})")
+            raise DataError(
+                f"{what} column {column!r}: row {bad[0]} is not a finite number ({frame[column].iloc[bad[0]]!r})"
+            )
     return frame
 
 
@@ -60,7 +70,9 @@ def _integer_ids(values: pd.Series, column: str, what: str) -> np.ndarray:
     as_float = values.to_numpy(dtype=np.float64)
     bad = np.flatnonzero(as_float != np.round(as_float))
     if len(bad):
-        raise DataError(f"{what} column {column!r}: row {bad[0]} holds {as_float[bad[0]]!r}, not an integer id")
+        raise DataError(
+            f"{what} column {column!r}: row {bad[0]} holds {as_float[bad[0]]!r}, not an integer id"
+        )
     return as_float.astype(np.int64)
 
 
@@ -71,7 +83,9 @@ def _genre_matrix(movies: pd.DataFrame, movie_ids: np.ndarray) -> tuple[CSR, lis
         raise DataError(f"movies lacks column genres; it has {', '.join(map(str, movies.columns))}")
     ids = _integer_ids(movies["movieId"], "movieId", "movies")
     by_id = dict(zip(ids.tolist(), movies["genres"].fillna("").astype(str), strict=True))
-    lists = [[g for g in by_id.get(int(m), "").split("|") if g and g != NO_GENRES] for m in movie_ids]
+    lists = [
+        [g for g in by_id.get(int(m), "").split("|") if g and g != NO_GENRES] for m in movie_ids
+    ]
     names = sorted({g for genres in lists for g in genres})
     column = {name: j for j, name in enumerate(names)}
     rows = np.repeat(np.arange(len(lists)), [len(g) for g in lists])
@@ -103,14 +117,18 @@ class Recommender:
         try:
             return self._user_index[int(user_id)]
         except (KeyError, TypeError, ValueError):
-            raise UsageError(f"unknown user id {user_id!r}: the model was not trained on it "
-                             "(use recommend_new for a new user)") from None
+            raise UsageError(
+                f"unknown user id {user_id!r}: the model was not trained on it "
+                "(use recommend_new for a new user)"
+            ) from None
 
     def movie_index(self, movie_id: int) -> int:
         try:
             return self._movie_index[int(movie_id)]
         except (KeyError, TypeError, ValueError):
-            raise UsageError(f"unknown movie id {movie_id!r}: the model has no such movie") from None
+            raise UsageError(
+                f"unknown movie id {movie_id!r}: the model has no such movie"
+            ) from None
 
     def _indices(self, ids: np.ndarray, lookup: Mapping[int, int]) -> np.ndarray:
         return np.fromiter((lookup.get(int(i), -1) for i in ids), dtype=np.int64, count=len(ids))
@@ -132,7 +150,9 @@ class Recommender:
             for what, idx, column in (("user", users, "userId"), ("movie", items, "movieId")):
                 missing = np.flatnonzero(idx < 0)
                 if len(missing):
-                    raise UsageError(f"unknown {what} id {int(pairs[column].iloc[missing[0]])} in row {missing[0]}")
+                    raise UsageError(
+                        f"unknown {what} id {int(pairs[column].iloc[missing[0]])} in row {missing[0]}"
+                    )
         return self.model.predict(users, items)
 
     @property
@@ -140,7 +160,9 @@ class Recommender:
         """Training ratings per movie (the popularity filter's measure)."""
         return np.bincount(self.seen.indices, minlength=len(self.movie_ids))
 
-    def _top(self, scores: np.ndarray, n: int, exclude: np.ndarray, column: str, min_ratings: int = 0) -> pd.DataFrame:
+    def _top(
+        self, scores: np.ndarray, n: int, exclude: np.ndarray, column: str, min_ratings: int = 0
+    ) -> pd.DataFrame:
         if n < 1:
             raise UsageError(f"n must be at least 1, got {n}")
         scores = np.asarray(scores, dtype=np.float64).copy()
@@ -158,17 +180,25 @@ class Recommender:
         from movielens_als.recommend import predicted_ratings
 
         m = self.model
-        return predicted_ratings(bias, factors, mu=m.mu, item_bias=m.item_bias, item_factors=m.item_factors)
+        return predicted_ratings(
+            bias, factors, mu=m.mu, item_bias=m.item_bias, item_factors=m.item_factors
+        )
 
-    def recommend(self, user_id: int, n: int = 10, *, exclude_seen: bool = True, min_ratings: int = 0) -> pd.DataFrame:
+    def recommend(
+        self, user_id: int, n: int = 10, *, exclude_seen: bool = True, min_ratings: int = 0
+    ) -> pd.DataFrame:
         """The ``n`` best predicted movies (``movieId[, title], score``) of an existing user,
         among movies with at least ``min_ratings`` training ratings."""
         u = self.user_index(user_id)
         m = self.model
         seen = self.seen.row(u)[0] if exclude_seen else np.array([], dtype=np.int64)
-        return self._top(self._scores(float(m.user_bias[u]), m.user_factors[u]), n, seen, "score", min_ratings)
+        return self._top(
+            self._scores(float(m.user_bias[u]), m.user_factors[u]), n, seen, "score", min_ratings
+        )
 
-    def recommend_new(self, ratings: Mapping[int, float], n: int = 10, *, min_ratings: int = 0) -> pd.DataFrame:
+    def recommend_new(
+        self, ratings: Mapping[int, float], n: int = 10, *, min_ratings: int = 0
+    ) -> pd.DataFrame:
         """Top ``n`` for a new user who gave ``ratings`` ({movieId: rating}), folded in by the
         model's variant (its rated movies excluded)."""
         from movielens_als.core.foldin import fold_in_user
@@ -178,7 +208,9 @@ class Recommender:
         bias, factors = fold_in_user(self.model, items, values)
         return self._top(self._scores(bias, factors), n, items, "score", min_ratings)
 
-    def recommend_many(self, user_ids: Iterable[int], n: int = 10, *, exclude_seen: bool = True) -> pd.DataFrame:
+    def recommend_many(
+        self, user_ids: Iterable[int], n: int = 10, *, exclude_seen: bool = True
+    ) -> pd.DataFrame:
         """Top ``n`` of many existing users at once (the ranking stage's tiled top-K over all
         movies): ``userId, rank, movieId, score`` rows, ``n`` per user."""
         from movielens_als.evaluation.ranking import FactorScorer
@@ -187,7 +219,9 @@ class Recommender:
             raise UsageError(f"n must be at least 1, got {n}")
         users = np.array([self.user_index(u) for u in user_ids], dtype=np.int64)
         m = self.model
-        seen_indptr = self.seen.indptr if exclude_seen else np.zeros(len(self.user_ids) + 1, dtype=np.int64)
+        seen_indptr = (
+            self.seen.indptr if exclude_seen else np.zeros(len(self.user_ids) + 1, dtype=np.int64)
+        )
         top, _ = FactorScorer(m.user_factors, m.item_factors, m.item_bias).top_k_unseen(
             users, seen_indptr, self.seen.indices, n
         )
@@ -195,12 +229,14 @@ class Recommender:
         row_users = np.repeat(users, top.shape[1])
         items = top.ravel().astype(np.int64)
         kept = items >= 0
-        frame = pd.DataFrame({
-            "userId": self.user_ids[row_users[kept]],
-            "rank": rank[kept],
-            "movieId": self.movie_ids[items[kept]],
-            "score": m.predict(row_users[kept], items[kept]),
-        })
+        frame = pd.DataFrame(
+            {
+                "userId": self.user_ids[row_users[kept]],
+                "rank": rank[kept],
+                "movieId": self.movie_ids[items[kept]],
+                "score": m.predict(row_users[kept], items[kept]),
+            }
+        )
         return frame
 
     def similar(self, movie_id: int, n: int = 10, *, min_ratings: int = 0) -> pd.DataFrame:
@@ -209,10 +245,16 @@ class Recommender:
 
         item = self.movie_index(movie_id)
         if self.model.K == 0:
-            raise UsageError("similar movies need movie factors, but this model is bias-only (K = 0)")
+            raise UsageError(
+                "similar movies need movie factors, but this model is bias-only (K = 0)"
+            )
         if not np.any(self.model.item_factors[item]):
-            raise UsageError(f"movie id {movie_id} has an all-zero factor vector: nothing to compare with")
-        return self._top(cosine_to(self.model.item_factors, item), n, np.array([item]), "cosine", min_ratings)
+            raise UsageError(
+                f"movie id {movie_id} has an all-zero factor vector: nothing to compare with"
+            )
+        return self._top(
+            cosine_to(self.model.item_factors, item), n, np.array([item]), "cosine", min_ratings
+        )
 
     # -- files -----------------------------------------------------------------------------
 
@@ -224,8 +266,14 @@ class Recommender:
         with atomic_path(target) as tmp:
             tmp.mkdir(parents=True)
             save_model(self.model, tmp / "model")
-            save_npz(tmp / IDS_FILE, user_ids=self.user_ids, movie_ids=self.movie_ids,
-                     seen_indptr=self.seen.indptr, seen_indices=self.seen.indices, seen_data=self.seen.data)
+            save_npz(
+                tmp / IDS_FILE,
+                user_ids=self.user_ids,
+                movie_ids=self.movie_ids,
+                seen_indptr=self.seen.indptr,
+                seen_indices=self.seen.indices,
+                seen_data=self.seen.data,
+            )
             meta = {"name": self.name, "titles": self.titles, "rating_scale": self.rating_scale}
             (tmp / API_META).write_text(json.dumps(meta), encoding="utf-8")
         return target
@@ -253,7 +301,9 @@ def fit(
     except Exception as exc:  # Hydra's MissingConfigException names the options
         if isinstance(exc, ConfigError):
             raise
-        raise ConfigError(f"model: unknown model {model!r} ({str(exc).splitlines()[-1].strip()})") from None
+        raise ConfigError(
+            f"model: unknown model {model!r} ({str(exc).splitlines()[-1].strip()})"
+        ) from None
     params = model_params({**values, **overrides})
     user_raw = _integer_ids(ratings["userId"], "userId", "ratings")
     movie_raw = _integer_ids(ratings["movieId"], "movieId", "ratings")
@@ -262,20 +312,31 @@ def fit(
     pairs = users.astype(np.int64) * len(movie_ids) + items
     if len(np.unique(pairs)) != len(pairs):
         first = int(np.flatnonzero(pd.Series(pairs).duplicated().to_numpy())[0])
-        raise DataError(f"ratings row {first}: user {user_raw[first]} rated movie {movie_raw[first]} twice")
+        raise DataError(
+            f"ratings row {first}: user {user_raw[first]} rated movie {movie_raw[first]} twice"
+        )
     train = RatingMatrix.from_ratings(
-        Ratings.from_arrays(users, items, ratings["rating"].to_numpy(dtype=np.float32)), len(user_ids), len(movie_ids)
+        Ratings.from_arrays(users, items, ratings["rating"].to_numpy(dtype=np.float32)),
+        len(user_ids),
+        len(movie_ids),
     )
     genres = None
     if params.uses_genres:
         if movies is None:
-            raise DataError(f"model {model!r} uses genres: pass movies= (a DataFrame of movieId, genres)")
+            raise DataError(
+                f"model {model!r} uses genres: pass movies= (a DataFrame of movieId, genres)"
+            )
         genres, _ = _genre_matrix(movies, movie_ids)
     fitted = core_fit(train, params, movie_genres=genres).model
     titles = None
     if movies is not None and "title" in movies.columns:
-        by_id = dict(zip(_integer_ids(movies["movieId"], "movieId", "movies").tolist(), movies["title"].astype(str),
-                         strict=True))
+        by_id = dict(
+            zip(
+                _integer_ids(movies["movieId"], "movieId", "movies").tolist(),
+                movies["title"].astype(str),
+                strict=True,
+            )
+        )
         titles = [by_id.get(int(m), str(m)) for m in movie_ids]
     return Recommender(fitted, user_ids, movie_ids, train.by_user, name=model, titles=titles)
 
@@ -291,10 +352,19 @@ def load(path: str | Path) -> Recommender:
     if missing:
         raise DataError(f"{folder / IDS_FILE}: missing arrays {', '.join(sorted(missing))}")
     model = load_model(folder / "model")
-    seen = CSR(arrays["seen_indptr"], arrays["seen_indices"], arrays["seen_data"], len(arrays["movie_ids"]))
+    seen = CSR(
+        arrays["seen_indptr"], arrays["seen_indices"], arrays["seen_data"], len(arrays["movie_ids"])
+    )
     scale = meta.get("rating_scale")
-    return Recommender(model, arrays["user_ids"], arrays["movie_ids"], seen, name=meta.get("name", "model"),
-                       titles=meta.get("titles"), rating_scale=None if scale is None else tuple(scale))
+    return Recommender(
+        model,
+        arrays["user_ids"],
+        arrays["movie_ids"],
+        seen,
+        name=meta.get("name", "model"),
+        titles=meta.get("titles"),
+        rating_scale=None if scale is None else tuple(scale),
+    )
 
 
 def load_trained(
@@ -317,10 +387,19 @@ def load_trained(
     layout = Layout(root / data, root / (results or data), root / "reports", dataset)
     if not layout.model_dir(model).is_dir():
         trained = sorted(p.name for p in layout.model_dir(model).parent.glob("*") if p.is_dir())
-        raise UsageError(f"no trained model {model!r} in {layout.model_dir(model).parent} "
-                         f"(trained: {', '.join(trained) or 'none; run dvc repro first'})")
+        raise UsageError(
+            f"no trained model {model!r} in {layout.model_dir(model).parent} "
+            f"(trained: {', '.join(trained) or 'none; run dvc repro first'})"
+        )
     fitted = load_model(layout.model_dir(model) / "model")
     index = load_index(layout.index_dir)
     train = load_split(layout.split_dir).train
-    return Recommender(fitted, index.user_ids, index.movie_ids, train.by_user, name=model,
-                       titles=list(index.titles), rating_scale=tuple(index.rating_scale))
+    return Recommender(
+        fitted,
+        index.user_ids,
+        index.movie_ids,
+        train.by_user,
+        name=model,
+        titles=list(index.titles),
+        rating_scale=tuple(index.rating_scale),
+    )

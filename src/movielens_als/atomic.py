@@ -36,7 +36,7 @@ def remove_stale_temporaries(target: Path) -> list[Path]:
     removed = []
     prefix = f".{target.name}."
     for candidate in target.parent.glob(f"{glob_escape(prefix)}*.tmp"):
-        pid_text = candidate.name[len(prefix):].split(".", 1)[0]
+        pid_text = candidate.name[len(prefix) :].split(".", 1)[0]
         if not pid_text.isdigit() or process_alive(int(pid_text)):
             continue
         if candidate.is_dir() and not candidate.is_symlink():
@@ -68,7 +68,11 @@ def atomic_paths(*paths: str | os.PathLike[str]) -> Iterator[list[Path]]:
         for target in targets:
             target.parent.mkdir(parents=True, exist_ok=True)
             remove_stale_temporaries(target)
-            tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=target.parent))
+            tmp = Path(
+                tempfile.mkdtemp(
+                    prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=target.parent
+                )
+            )
             tmp.rmdir()  # the caller decides whether the temporary is a file or a folder
             temporaries.append(tmp)
         yield list(temporaries)
@@ -103,8 +107,10 @@ def dump_json(path: Path, obj: Any, *, name: str | os.PathLike[str] | None = Non
     NaN and infinity with a DataError naming ``name`` (default ``path``) and the key."""
     bad = _non_finite_key(obj)
     if bad is not None:
-        raise DataError(f"{name or path}: {bad} is not a finite number; nothing was written (an empty "
-                        "test or validation set, or a diverged fit?)")
+        raise DataError(
+            f"{name or path}: {bad} is not a finite number; nothing was written (an empty "
+            "test or validation set, or a diverged fit?)"
+        )
     path.write_text(
         json.dumps(obj, indent=2, sort_keys=False, default=_json_default, allow_nan=False) + "\n",
         encoding="utf-8",
@@ -149,7 +155,9 @@ def load_npz(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
         with np.load(path, allow_pickle=False) as npz:
             return {key: npz[key] for key in npz.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise DataError(f"{path}: cannot read arrays ({exc}); rerun the stage that writes it") from exc
+        raise DataError(
+            f"{path}: cannot read arrays ({exc}); rerun the stage that writes it"
+        ) from exc
 
 
 def read_json(path: str | os.PathLike[str]) -> Any:
@@ -157,7 +165,9 @@ def read_json(path: str | os.PathLike[str]) -> Any:
     try:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"{path}: cannot read JSON ({exc}); rerun the stage that writes it") from exc
+        raise DataError(
+            f"{path}: cannot read JSON ({exc}); rerun the stage that writes it"
+        ) from exc
 
 
 def _json_default(value: Any) -> Any:

@@ -28,32 +28,60 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
-        "--project-dir", type=Path, default=None,
+        "--project-dir",
+        type=Path,
+        default=None,
         help="the pipeline's project folder (default: the nearest folder holding dvc.yaml, from here up)",
     )
-    common.add_argument("--dataset", default="ml-latest-small", help="dataset the model was trained on (default: %(default)s)")
     common.add_argument(
-        "--model", "--stage", dest="model", default="als",
+        "--dataset",
+        default="ml-latest-small",
+        help="dataset the model was trained on (default: %(default)s)",
+    )
+    common.add_argument(
+        "--model",
+        "--stage",
+        dest="model",
+        default="als",
         help="which trained model to use: a folder under <results>/models/<dataset>/ (default: %(default)s)",
     )
     common.add_argument(
-        "--data", default=Path("data"), type=Path,
+        "--data",
+        default=Path("data"),
+        type=Path,
         help="the pipeline's data folder, relative to the project folder (default: %(default)s)",
     )
-    common.add_argument("--results", default=None, type=Path, help="folder holding models/ (default: the data folder)")
-    common.add_argument("-n", type=int, default=20, help="how many movies to list (default: %(default)s)")
     common.add_argument(
-        "--min-ratings", type=int, default=100,
+        "--results",
+        default=None,
+        type=Path,
+        help="folder holding models/ (default: the data folder)",
+    )
+    common.add_argument(
+        "-n", type=int, default=20, help="how many movies to list (default: %(default)s)"
+    )
+    common.add_argument(
+        "--min-ratings",
+        type=int,
+        default=100,
         help="leave out movies with fewer training ratings (default: %(default)s, as the notebook)",
     )
     common.add_argument("--json", action="store_true", help="print the result as JSON")
     commands = parser.add_subparsers(dest="command", required=True)
-    recommend = commands.add_parser("recommend", parents=[common], help="top movies for a new user (fold-in)")
+    recommend = commands.add_parser(
+        "recommend", parents=[common], help="top movies for a new user (fold-in)"
+    )
     recommend.add_argument(
-        "--rate", action="append", default=[], metavar="MOVIE=RATING", required=True,
+        "--rate",
+        action="append",
+        default=[],
+        metavar="MOVIE=RATING",
+        required=True,
         help='a rating of the new user: title, unique title substring or movieId, e.g. "Toy Story (1995)=5" (repeatable)',
     )
-    similar = commands.add_parser("similar", parents=[common], help="movies whose factors are closest by cosine")
+    similar = commands.add_parser(
+        "similar", parents=[common], help="movies whose factors are closest by cosine"
+    )
     similar.add_argument("movie", help="title, unique title substring or movieId")
     return parser
 
@@ -74,15 +102,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from movielens_als.recommend import MovieCatalogue, recommend_new_user, similar_movies
 
     project = args.project_dir or find_project(Path.cwd())
-    recommender = load_trained(args.model, project_dir=project, dataset=args.dataset, data=args.data,
-                               results=args.results)
+    recommender = load_trained(
+        args.model, project_dir=project, dataset=args.dataset, data=args.data, results=args.results
+    )
     model = recommender.model
     catalogue = MovieCatalogue(recommender.titles, recommender.movie_ids, recommender.rating_counts)
     if args.command == "recommend":
         return recommend_new_user(
-            model, catalogue, args.rate, rating_scale=recommender.rating_scale, n=args.n, min_ratings=args.min_ratings
+            model,
+            catalogue,
+            args.rate,
+            rating_scale=recommender.rating_scale,
+            n=args.n,
+            min_ratings=args.min_ratings,
         )
-    return similar_movies(model.item_factors, catalogue, args.movie, n=args.n, min_ratings=args.min_ratings)
+    return similar_movies(
+        model.item_factors, catalogue, args.movie, n=args.n, min_ratings=args.min_ratings
+    )
 
 
 def find_project(start: Path) -> Path:
@@ -97,17 +133,33 @@ def format_result(command: str, result: dict[str, Any]) -> str:
     if command == "recommend":
         rated = ", ".join(f"{r['title']} = {r['rating']:g}" for r in result["ratings"])
         header = f"Top {len(result['recommendations'])} for a user who rated: {rated}"
-        rows = [(r["rank"], f"{r['score']:.2f}", r["n_ratings"], r["title"]) for r in result["recommendations"]]
+        rows = [
+            (r["rank"], f"{r['score']:.2f}", r["n_ratings"], r["title"])
+            for r in result["recommendations"]
+        ]
         columns = ("#", "predicted", "ratings", "title")
     else:
         movie = result["movie"]
         header = f"Movies closest to {movie['title']} ({movie['n_ratings']} ratings)"
-        rows = [(r["rank"], f"{r['cosine']:.3f}", r["n_ratings"], r["title"]) for r in result["similar"]]
+        rows = [
+            (r["rank"], f"{r['cosine']:.3f}", r["n_ratings"], r["title"]) for r in result["similar"]
+        ]
         columns = ("#", "cosine", "ratings", "title")
     widths = [max(len(str(c)), *(len(str(row[i])) for row in rows)) for i, c in enumerate(columns)]
-    lines = [header, "  ".join(str(c).rjust(w) if i < 3 else str(c) for i, (c, w) in enumerate(zip(columns, widths, strict=True)))]
+    lines = [
+        header,
+        "  ".join(
+            str(c).rjust(w) if i < 3 else str(c)
+            for i, (c, w) in enumerate(zip(columns, widths, strict=True))
+        ),
+    ]
     for row in rows:
-        lines.append("  ".join(str(v).rjust(w) if i < 3 else str(v) for i, (v, w) in enumerate(zip(row, widths, strict=True))))
+        lines.append(
+            "  ".join(
+                str(v).rjust(w) if i < 3 else str(v)
+                for i, (v, w) in enumerate(zip(row, widths, strict=True))
+            )
+        )
     footer = f"(movies with at least {result['min_ratings']} training ratings)"
     return "\n".join([*lines, footer])
 

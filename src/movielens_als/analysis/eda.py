@@ -404,7 +404,9 @@ def compute_eda(
         item_means = np.where(item_counts > 0, item_sums / item_counts, np.nan)
 
     has_variance = item_counts >= min_count
-    item_variances = item_variances_from_ratings(item, rating, item_counts, item_means, has_variance, ddof)
+    item_variances = item_variances_from_ratings(
+        item, rating, item_counts, item_means, has_variance, ddof
+    )
 
     user_degree_values, user_degree_frequency = np.unique(
         user_counts[user_counts > 0], return_counts=True

@@ -26,7 +26,9 @@ def conf_dir() -> Path:
         if (candidate / "base.yaml").is_file():
             return candidate.resolve()
     tried = ", ".join(str(c) for c in candidates)
-    raise FileNotFoundError(f"no Hydra config folder found (looked for base.yaml in: {tried}); set ${CONF_ENV}")
+    raise FileNotFoundError(
+        f"no Hydra config folder found (looked for base.yaml in: {tried}); set ${CONF_ENV}"
+    )
 
 
 def compose(config_name: str, overrides: Sequence[str] = (), *, resolve: bool = True) -> DictConfig:

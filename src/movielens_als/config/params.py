@@ -25,8 +25,12 @@ def render_params(overrides: list[str] | None = None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--output", default="params.yaml", help="file to write or check (default: params.yaml)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--output", default="params.yaml", help="file to write or check (default: params.yaml)"
+    )
     parser.add_argument("--check", action="store_true", help="only check that the file is current")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, as for dvc exp run -S")
     args = parser.parse_args(argv)
@@ -34,7 +38,10 @@ def main(argv: list[str] | None = None) -> int:
     output = Path(args.output)
     if args.check:
         if not output.is_file() or output.read_text(encoding="utf-8") != text:
-            print(f"{output} is out of date with conf/; run: python -m movielens_als.config.params", file=sys.stderr)
+            print(
+                f"{output} is out of date with conf/; run: python -m movielens_als.config.params",
+                file=sys.stderr,
+            )
             return 1
         print(f"{output} matches conf/")
         return 0

@@ -32,7 +32,11 @@ def validate_model(model: Any, *, prefix: str = "model") -> None:
 
     from movielens_als.core.variant import model_params
 
-    values = OmegaConf.to_container(model, resolve=True) if isinstance(model, DictConfig) else dict(model)
+    values = (
+        OmegaConf.to_container(model, resolve=True)
+        if isinstance(model, DictConfig)
+        else dict(model)
+    )
     try:
         model_params(values)
     except ConfigError as exc:
@@ -48,8 +52,13 @@ def _validate_split(cfg: DictConfig) -> None:
     for key in ("method", "train_fraction", "val_fraction", "seed", "n_test_per_user"):
         _get(cfg, f"split.{key}")
     check_settings(
-        cfg.split.method, cfg.split.train_fraction, cfg.split.val_fraction, cfg.split.seed,
-        cfg.split.n_test_per_user, cfg.split.get("folds", 5), cfg.split.get("fold", 0),
+        cfg.split.method,
+        cfg.split.train_fraction,
+        cfg.split.val_fraction,
+        cfg.split.seed,
+        cfg.split.n_test_per_user,
+        cfg.split.get("folds", 5),
+        cfg.split.get("fold", 0),
     )
 
 
@@ -76,7 +85,9 @@ def _validate_sections(cfg: DictConfig) -> None:
         _positive_int(cfg, "kgrid.iterations")
     if "ranking" in cfg:
         if not _get(cfg, "ranking.models"):
-            raise ConfigError("ranking.models: name at least one trained model (e.g. als, genre_als)")
+            raise ConfigError(
+                "ranking.models: name at least one trained model (e.g. als, genre_als)"
+            )
         ks = _get(cfg, "ranking.ks")
         if not ks or any(not _is_int(k) or k < 1 for k in ks):
             raise ConfigError(f"ranking.ks: must be a non-empty list of integers ≥ 1, got {ks!r}")
@@ -90,10 +101,18 @@ def _validate_sections(cfg: DictConfig) -> None:
         for key in ("min_ratings", "top_n"):
             _positive_int(cfg, f"analysis.{key}")
         edges = _get(cfg, "analysis.tier_edges")
-        if not edges or any(not _is_int(e) or e < 1 for e in edges) or list(edges) != sorted(set(edges)):
-            raise ConfigError(f"analysis.tier_edges: must be increasing integers ≥ 1, got {edges!r}")
+        if (
+            not edges
+            or any(not _is_int(e) or e < 1 for e in edges)
+            or list(edges) != sorted(set(edges))
+        ):
+            raise ConfigError(
+                f"analysis.tier_edges: must be increasing integers ≥ 1, got {edges!r}"
+            )
     if "tuned" in cfg and cfg.tuned is not None and not isinstance(cfg.tuned, str):
-        raise ConfigError(f"tuned: must be null or a search space name (notebook, count, best), got {cfg.tuned!r}")
+        raise ConfigError(
+            f"tuned: must be null or a search space name (notebook, count, best), got {cfg.tuned!r}"
+        )
 
 
 def _positive_int(cfg: DictConfig, dotted: str) -> None:

@@ -69,7 +69,11 @@ class ALSParams(VariantParams):
     integer_keys: ClassVar = {"K": 0, "iterations": 1, "seed": 0}
     number_keys: ClassVar = ("lam", "tau", "gamma", "eta")
     bool_keys: ClassVar = ("center", "genres")
-    choice_keys: ClassVar = {"reg_scaling": REG_SCALINGS, "genre_update": GENRE_UPDATES, "init": INITS}
+    choice_keys: ClassVar = {
+        "reg_scaling": REG_SCALINGS,
+        "genre_update": GENRE_UPDATES,
+        "init": INITS,
+    }
 
     K: int = 32
     lam: float = 1.0
@@ -87,9 +91,13 @@ class ALSParams(VariantParams):
     def __post_init__(self) -> None:
         self.check_fields()
         if self.lam == 0:
-            raise ConfigError("model.lam: the noise precision λ must be > 0 (0 ignores every rating)")
+            raise ConfigError(
+                "model.lam: the noise precision λ must be > 0 (0 ignores every rating)"
+            )
         if self.genres and self.K == 0:
-            raise ConfigError("model.genres: the genre prior acts on latent factors; needs model.K ≥ 1")
+            raise ConfigError(
+                "model.genres: the genre prior acts on latent factors; needs model.K ≥ 1"
+            )
 
     @property
     def n_iterations(self) -> int:
@@ -172,8 +180,12 @@ def update_rows(
                 row_sse,
                 row_status,
             )
-    raise_failed_rows(row_status, matrix, f"ALS {side}" if side != "row" else "row",
-                      f"λ={lam}, τ={tau}, γ={gamma}")
+    raise_failed_rows(
+        row_status,
+        matrix,
+        f"ALS {side}" if side != "row" else "row",
+        f"λ={lam}, τ={tau}, γ={gamma}",
+    )
     return row_sse, int(np.count_nonzero(row_status == kernels.STATUS_JITTERED))
 
 
@@ -223,8 +235,6 @@ def update_genres(
     return out.astype(np.float32)
 
 
-
-
 class ALS(Variant):
     """Exact alternating least squares (MAP of the notebook's model)."""
 
@@ -237,19 +247,42 @@ class ALS(Variant):
 
         return reference
 
-    def start(self, params: ALSParams, train: RatingMatrix, movie_genres: CSR | None, mu: float) -> TrainState:
+    def start(
+        self, params: ALSParams, train: RatingMatrix, movie_genres: CSR | None, mu: float
+    ) -> TrainState:
         state = initial_state(params, train, movie_genres, mu)
         for side in (state.users, state.items):
-            side.extra["weight"] = side.counts.astype(np.float64) if params.count_scaled else np.ones(side.n_rows)
+            side.extra["weight"] = (
+                side.counts.astype(np.float64) if params.count_scaled else np.ones(side.n_rows)
+            )
         return state
 
-    def half_step(self, params: ALSParams, state: TrainState, side: Side, other: Side, *, sweep: int,
-                  compute_sse: bool) -> float:
+    def half_step(
+        self,
+        params: ALSParams,
+        state: TrainState,
+        side: Side,
+        other: Side,
+        *,
+        sweep: int,
+        compute_sse: bool,
+    ) -> float:
         # [b, u] = (λ Σ x xᵀ + diag(γ, τ s I))⁻¹ (λ Σ x (r − μ − c) + [0, τ s p]), x = [1, v]
         row_sse, jittered = update_rows(
-            side.matrix, state.mu, other.bias, other.factors, side.bias, side.factors,
-            lam=params.lam, tau=params.tau, gamma=params.gamma, count_scaled=params.count_scaled,
-            prior=side.prior, schedule=side.schedule, compute_sse=compute_sse, side=side.name,
+            side.matrix,
+            state.mu,
+            other.bias,
+            other.factors,
+            side.bias,
+            side.factors,
+            lam=params.lam,
+            tau=params.tau,
+            gamma=params.gamma,
+            count_scaled=params.count_scaled,
+            prior=side.prior,
+            schedule=side.schedule,
+            compute_sse=compute_sse,
+            side=side.name,
         )
         state.jittered_rows += jittered
         return float(np.sum(row_sse))
@@ -259,7 +292,11 @@ class ALS(Variant):
             return
         items = state.items
         state.genre_factors = update_genres(
-            state.movie_genres, items.extra["weight"], items.factors, tau=params.tau, eta=params.eta,
+            state.movie_genres,
+            items.extra["weight"],
+            items.factors,
+            tau=params.tau,
+            eta=params.eta,
             rule=params.genre_update,
         )
         items.prior = genre_prior(state.movie_genres, state.genre_factors)
@@ -271,13 +308,19 @@ class ALS(Variant):
     def objective(self, params: ALSParams, state: TrainState, *, sse: float) -> float:
         users, items = state.users, state.items
         # λ/2 Σ (r − r̂)² + γ/2 (Σ b² + Σ c²)
-        nll = 0.5 * params.lam * sse + 0.5 * params.gamma * (sum_squares(users.bias) + sum_squares(items.bias))
+        nll = 0.5 * params.lam * sse + 0.5 * params.gamma * (
+            sum_squares(users.bias) + sum_squares(items.bias)
+        )
         if params.K:
             # τ/2 (Σ_m s_m ‖u_m‖² + Σ_n s_n ‖v_n − p_n‖²), p = 0 without the genre prior
             no_prior = np.zeros((0, params.K), dtype=np.float32)
-            penalty = kernels.weighted_squared_distance(users.factors, no_prior, users.extra["weight"])
+            penalty = kernels.weighted_squared_distance(
+                users.factors, no_prior, users.extra["weight"]
+            )
             penalty += kernels.weighted_squared_distance(
-                items.factors, no_prior if items.prior is None else items.prior, items.extra["weight"]
+                items.factors,
+                no_prior if items.prior is None else items.prior,
+                items.extra["weight"],
             )
             nll += 0.5 * params.tau * penalty
         if state.genre_factors is not None:
@@ -285,10 +328,19 @@ class ALS(Variant):
         return nll
 
     def model(self, params: ALSParams, state: TrainState) -> FactorModel:
-        return FactorModel(state.mu, state.users.bias, state.items.bias, state.users.factors,
-                           state.items.factors, state.genre_factors, params)
+        return FactorModel(
+            state.mu,
+            state.users.bias,
+            state.items.bias,
+            state.users.factors,
+            state.items.factors,
+            state.genre_factors,
+            params,
+        )
 
-    def fold_in(self, model: FactorModel, items: np.ndarray, ratings: np.ndarray) -> tuple[float, np.ndarray]:
+    def fold_in(
+        self, model: FactorModel, items: np.ndarray, ratings: np.ndarray
+    ) -> tuple[float, np.ndarray]:
         """[b, u] = (λ Σ x xᵀ + diag(γ, τ_u I))⁻¹ λ Σ x (r − μ − c_n), x = [1, v_n], with
         τ_u = τ·(number of ratings) under count scaling: the user half-step on one row."""
         params = model.params
@@ -296,8 +348,16 @@ class ALS(Variant):
         bias = np.zeros(1, dtype=np.float32)
         factors = np.zeros((1, model.K), dtype=np.float32)
         update_rows(
-            one_user, model.mu, model.item_bias, model.item_factors, bias, factors,
-            lam=params.lam, tau=params.tau, gamma=params.gamma, count_scaled=params.count_scaled,
+            one_user,
+            model.mu,
+            model.item_bias,
+            model.item_factors,
+            bias,
+            factors,
+            lam=params.lam,
+            tau=params.tau,
+            gamma=params.gamma,
+            count_scaled=params.count_scaled,
             schedule=row_schedule(one_user.row_counts(), model.K, n_blocks=1) if model.K else None,
             side="fold-in user",
         )

@@ -74,7 +74,14 @@ class BayesALSParams(VariantParams):
     variant: ClassVar[str] = "bayes_als"
     integer_keys: ClassVar = {"K": 1, "samples": 1, "burn_in": 0, "seed": 0, "saved_samples": 1}
     number_keys: ClassVar = (
-        "lam", "tau", "gamma", "eta", "noise_shape", "noise_rate", "prior_shape", "prior_rate",
+        "lam",
+        "tau",
+        "gamma",
+        "eta",
+        "noise_shape",
+        "noise_rate",
+        "prior_shape",
+        "prior_rate",
         "mean_precision",
     )
     bool_keys: ClassVar = ("center", "genres", "sample_hyper")
@@ -106,12 +113,24 @@ class BayesALSParams(VariantParams):
                 f"model.burn_in must be < model.samples (no sample would be kept), got "
                 f"burn_in={self.burn_in}, samples={self.samples}"
             )
-        for name in ("lam", "tau", "gamma", "noise_shape", "noise_rate", "prior_shape", "prior_rate",
-                     "mean_precision"):
+        for name in (
+            "lam",
+            "tau",
+            "gamma",
+            "noise_shape",
+            "noise_rate",
+            "prior_shape",
+            "prior_rate",
+            "mean_precision",
+        ):
             if getattr(self, name) == 0:
-                raise ConfigError(f"model.{name} must be > 0 (a precision or Gamma parameter), got 0")
+                raise ConfigError(
+                    f"model.{name} must be > 0 (a precision or Gamma parameter), got 0"
+                )
         if self.genres and self.eta == 0:
-            raise ConfigError("model.eta must be > 0 with genres (the genre embeddings' precision), got 0")
+            raise ConfigError(
+                "model.eta must be > 0 with genres (the genre embeddings' precision), got 0"
+            )
 
     @property
     def n_iterations(self) -> int:
@@ -217,7 +236,9 @@ def sample_factor_side(
     shared_mean = prior_mean.shape[0] == 1
     for block in prange(len(block_ptr) - 1):
         first, last = block_ptr[block], block_ptr[block + 1]
-        scratch = kernels.new_row_scratch(n_factors, kernels.block_capacity(indptr, row_order, first, last))
+        scratch = kernels.new_row_scratch(
+            n_factors, kernels.block_capacity(indptr, row_order, first, last)
+        )
         design, _, system, factor, rhs, theta = scratch
         noise = np.empty(dim)
         for pos in range(first, last):
@@ -232,7 +253,9 @@ def sample_factor_side(
                 row_status[row] = kernels.STATUS_OK
                 continue
             cols, vals = indices[lo:hi], data[lo:hi]
-            kernels.row_normal_equations(cols, vals, offset, other_bias, other_factors, lam, scratch)
+            kernels.row_normal_equations(
+                cols, vals, offset, other_bias, other_factors, lam, scratch
+            )
             # + diag(γ, τ) and + [0, τ ⊙ m]
             system[0, 0] += bias_precision
             for k in range(n_factors):
@@ -301,11 +324,25 @@ def sample_side(
     row_status = np.zeros(matrix.n_rows, dtype=np.int8)
     with dynamic_scheduling(), single_threaded_blas():
         sample_factor_side(
-            matrix.indptr, matrix.indices, matrix.data, float(offset), other_bias, other_factors,
-            own_bias, own_factors, prior_mean, float(bias_precision),
-            np.ascontiguousarray(factor_precision, dtype=np.float64), float(lam),
-            schedule.order, schedule.block_ptr, np.uint64(key), bool(draw), bool(compute_sse),
-            row_sse, row_status,
+            matrix.indptr,
+            matrix.indices,
+            matrix.data,
+            float(offset),
+            other_bias,
+            other_factors,
+            own_bias,
+            own_factors,
+            prior_mean,
+            float(bias_precision),
+            np.ascontiguousarray(factor_precision, dtype=np.float64),
+            float(lam),
+            schedule.order,
+            schedule.block_ptr,
+            np.uint64(key),
+            bool(draw),
+            bool(compute_sse),
+            row_sse,
+            row_status,
         )
     raise_failed_rows(row_status, matrix, f"Gibbs {side}", f"λ={lam:.4g}, γ={bias_precision:.4g}")
     return row_sse, int(np.count_nonzero(row_status == kernels.STATUS_JITTERED))
@@ -321,7 +358,12 @@ def draw_gamma(rng: np.random.Generator, shape: float, rate: float) -> float:
 
 
 def draw_normal_gamma(
-    rng: np.random.Generator, values: np.ndarray, *, shape: float, rate: float, beta0: float,
+    rng: np.random.Generator,
+    values: np.ndarray,
+    *,
+    shape: float,
+    rate: float,
+    beta0: float,
     with_mean: bool,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per column k of ``values`` (n×K): (μ_k, τ_k) from the Normal–Gamma posterior.
@@ -345,13 +387,20 @@ def draw_normal_gamma(
 
 
 def draw_genre_factors(
-    rng: np.random.Generator, movie_genres: CSR, warm: np.ndarray, item_factors: np.ndarray,
-    factor_precision: np.ndarray, genre_precision: np.ndarray,
+    rng: np.random.Generator,
+    movie_genres: CSR,
+    warm: np.ndarray,
+    item_factors: np.ndarray,
+    factor_precision: np.ndarray,
+    genre_precision: np.ndarray,
 ) -> np.ndarray:
     """W column by column from its Gaussian conditional given the rated movies' factors:
     precision τ_k AᵀA + η_k I, mean (τ_k AᵀA + η_k I)⁻¹ τ_k Aᵀ v_k (A over rated movies)."""
     ata, atv = kernels.genre_normal_equations(
-        movie_genres.indptr, movie_genres.indices, warm.astype(np.float64), item_factors,
+        movie_genres.indptr,
+        movie_genres.indices,
+        warm.astype(np.float64),
+        item_factors,
         movie_genres.n_cols,
     )
     n_genres, K = atv.shape
@@ -381,12 +430,15 @@ class BayesALS(Variant):
     def reference(self) -> ModuleType:
         return sys.modules[__name__]
 
-    def start(self, params: BayesALSParams, train: RatingMatrix, movie_genres: CSR | None,
-              mu: float) -> TrainState:
+    def start(
+        self, params: BayesALSParams, train: RatingMatrix, movie_genres: CSR | None, mu: float
+    ) -> TrainState:
         state = initial_state(params, train, movie_genres, mu)
         K = params.K
         for side in (state.users, state.items):
-            side.extra.update(mean=np.zeros(K), precision=np.full(K, params.tau), bias_precision=params.gamma)
+            side.extra.update(
+                mean=np.zeros(K), precision=np.full(K, params.tau), bias_precision=params.gamma
+            )
         state.extra.update(
             noise_precision=params.lam,
             genre_precision=np.full(K, params.eta),
@@ -396,20 +448,39 @@ class BayesALS(Variant):
         )
         return state
 
-    def half_step(self, params: BayesALSParams, state: TrainState, side: Side, other: Side, *,
-                  sweep: int, compute_sse: bool) -> float:
+    def half_step(
+        self,
+        params: BayesALSParams,
+        state: TrainState,
+        side: Side,
+        other: Side,
+        *,
+        sweep: int,
+        compute_sse: bool,
+    ) -> float:
         prior_mean = side.prior if side.prior is not None else side.extra["mean"]
         row_sse, jittered = sample_side(
-            side.matrix, state.mu, other.bias, other.factors, side.bias, side.factors,
-            lam=state.extra["noise_precision"], bias_precision=side.extra["bias_precision"],
-            factor_precision=side.extra["precision"], prior_mean=prior_mean,
-            key=int(stream_key(params.seed, sweep, side.index)), schedule=side.schedule,
-            compute_sse=compute_sse, side=side.name,
+            side.matrix,
+            state.mu,
+            other.bias,
+            other.factors,
+            side.bias,
+            side.factors,
+            lam=state.extra["noise_precision"],
+            bias_precision=side.extra["bias_precision"],
+            factor_precision=side.extra["precision"],
+            prior_mean=prior_mean,
+            key=int(stream_key(params.seed, sweep, side.index)),
+            schedule=side.schedule,
+            compute_sse=compute_sse,
+            side=side.name,
         )
         state.jittered_rows += jittered
         return float(np.sum(row_sse))
 
-    def end_sweep(self, params: BayesALSParams, state: TrainState, *, sweep: int, sse: float) -> None:
+    def end_sweep(
+        self, params: BayesALSParams, state: TrainState, *, sweep: int, sse: float
+    ) -> None:
         if params.sample_hyper:
             rng = np.random.default_rng([params.seed, sweep, HYPER_STREAM])
             a, b = params.prior_shape, params.prior_rate
@@ -420,7 +491,11 @@ class BayesALS(Variant):
                 warm = side.counts > 0
                 offsets = side.factors[warm] - (side.prior[warm] if side.prior is not None else 0.0)
                 side.extra["mean"], side.extra["precision"] = draw_normal_gamma(
-                    rng, offsets, shape=a, rate=b, beta0=params.mean_precision,
+                    rng,
+                    offsets,
+                    shape=a,
+                    rate=b,
+                    beta0=params.mean_precision,
                     with_mean=side.prior is None,
                 )
                 side.extra["bias_precision"] = draw_gamma(
@@ -429,7 +504,11 @@ class BayesALS(Variant):
             if state.movie_genres is not None:
                 items = state.items
                 state.genre_factors = draw_genre_factors(
-                    rng, state.movie_genres, items.counts > 0, items.factors, items.extra["precision"],
+                    rng,
+                    state.movie_genres,
+                    items.counts > 0,
+                    items.factors,
+                    items.extra["precision"],
                     state.extra["genre_precision"],
                 )
                 g = state.genre_factors.astype(np.float64)
@@ -449,8 +528,10 @@ class BayesALS(Variant):
     def _draw(self, state: TrainState) -> dict[str, np.ndarray]:
         users = state.users
         return {
-            "user_bias": state.users.bias.copy(), "item_bias": state.items.bias.copy(),
-            "user_factors": users.factors.copy(), "item_factors": state.items.factors.copy(),
+            "user_bias": state.users.bias.copy(),
+            "item_bias": state.items.bias.copy(),
+            "user_factors": users.factors.copy(),
+            "item_factors": state.items.factors.copy(),
             "genre_factors": None if state.genre_factors is None else state.genre_factors.copy(),
             "noise_precision": np.float64(state.extra["noise_precision"]),
             "user_factor_mean": users.extra["mean"].copy(),
@@ -472,13 +553,24 @@ class BayesALS(Variant):
             value += 0.5 * float(np.sum(precision * np.sum(offsets**2, axis=0)))
             value -= 0.5 * np.count_nonzero(warm) * float(np.sum(np.log(precision)))
             gamma = side.extra["bias_precision"]
-            value += 0.5 * gamma * sum_squares(side.bias[warm]) - 0.5 * np.count_nonzero(warm) * math.log(gamma)
+            value += 0.5 * gamma * sum_squares(side.bias[warm]) - 0.5 * np.count_nonzero(
+                warm
+            ) * math.log(gamma)
         return value
 
-    def predict(self, params: BayesALSParams, state: TrainState, name: str, ratings: Ratings) -> np.ndarray:
+    def predict(
+        self, params: BayesALSParams, state: TrainState, name: str, ratings: Ratings
+    ) -> np.ndarray:
         """The running posterior mean after burn-in (the current draw's prediction before)."""
-        current = FactorModel(state.mu, state.users.bias, state.items.bias, state.users.factors,
-                              state.items.factors, None, params).predict(ratings.user, ratings.item)
+        current = FactorModel(
+            state.mu,
+            state.users.bias,
+            state.items.bias,
+            state.users.factors,
+            state.items.factors,
+            None,
+            params,
+        ).predict(ratings.user, ratings.item)
         kept = state.extra["kept"]
         if kept == 0:
             return current
@@ -514,10 +606,20 @@ class BayesALS(Variant):
             "user_factor_precision": np.stack([d["user_factor_precision"] for d in draws]),
             "user_bias_precision": np.array([d["user_bias_precision"] for d in draws]),
         }
-        return FactorModel(state.mu, averaged("user_bias"), averaged("item_bias"), stacked("user_factors"),
-                           stacked("item_factors"), genre, params, extras)
+        return FactorModel(
+            state.mu,
+            averaged("user_bias"),
+            averaged("item_bias"),
+            stacked("user_factors"),
+            stacked("item_factors"),
+            genre,
+            params,
+            extras,
+        )
 
-    def fold_in(self, model: FactorModel, items: np.ndarray, ratings: np.ndarray) -> tuple[float, np.ndarray]:
+    def fold_in(
+        self, model: FactorModel, items: np.ndarray, ratings: np.ndarray
+    ) -> tuple[float, np.ndarray]:
         """The new user's conditional mean under each saved draw (movies and precisions of that
         draw), stacked like the model's factors: the user's posterior-mean prediction."""
         one_user = one_user_matrix(model, items, ratings)
@@ -529,14 +631,26 @@ class BayesALS(Variant):
         biases, blocks = [], []
         schedule = row_schedule(one_user.row_counts(), K, n_blocks=1)
         for s in range(n_draws):
-            item_factors = np.ascontiguousarray(model.item_factors[:, s * K:(s + 1) * K] * np.float32(scale))
+            item_factors = np.ascontiguousarray(
+                model.item_factors[:, s * K : (s + 1) * K] * np.float32(scale)
+            )
             bias = np.zeros(1, dtype=np.float32)
             factors = np.zeros((1, K), dtype=np.float32)
             sample_side(
-                one_user, model.mu, extras["item_bias_draws"][s], item_factors, bias, factors,
-                lam=float(extras["noise_precision"][s]), bias_precision=float(extras["user_bias_precision"][s]),
-                factor_precision=extras["user_factor_precision"][s], prior_mean=extras["user_factor_mean"][s],
-                key=0, draw=False, schedule=schedule, side="fold-in user",
+                one_user,
+                model.mu,
+                extras["item_bias_draws"][s],
+                item_factors,
+                bias,
+                factors,
+                lam=float(extras["noise_precision"][s]),
+                bias_precision=float(extras["user_bias_precision"][s]),
+                factor_precision=extras["user_factor_precision"][s],
+                prior_mean=extras["user_factor_mean"][s],
+                key=0,
+                draw=False,
+                schedule=schedule,
+                side="fold-in user",
             )
             biases.append(float(bias[0]))
             blocks.append(factors[0] / np.float32(scale))
@@ -552,8 +666,16 @@ VARIANT = BayesALS()
 
 
 def reference_conditional(
-    cols: np.ndarray, vals: np.ndarray, offset: float, other_bias: np.ndarray, other_factors: np.ndarray,
-    *, lam: float, bias_precision: float, factor_precision: np.ndarray, prior_mean: np.ndarray,
+    cols: np.ndarray,
+    vals: np.ndarray,
+    offset: float,
+    other_bias: np.ndarray,
+    other_factors: np.ndarray,
+    *,
+    lam: float,
+    bias_precision: float,
+    factor_precision: np.ndarray,
+    prior_mean: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Mean and covariance of one row's (b, u) given the other side, in float64:
     A = λ XᵀX + diag(γ, τ), mean = A⁻¹ (λ Xᵀ y + [0, τ ⊙ m]), covariance A⁻¹."""

@@ -225,7 +225,9 @@ def initial_state(
     """Both sides at their starting point (``init_factors``, zero biases, each row's count and
     work schedule) and, with genres, the movies' prior p = A W from the initial W."""
     n_genres = None if movie_genres is None else movie_genres.n_cols
-    user_factors, item_factors, genre_factors = init_factors(params, train.n_users, train.n_items, n_genres)
+    user_factors, item_factors, genre_factors = init_factors(
+        params, train.n_users, train.n_items, n_genres
+    )
     sides = []
     for index, (name, matrix, factors) in enumerate(
         (("user", train.by_user, user_factors), ("movie", train.by_item, item_factors))
@@ -279,7 +281,9 @@ def fit(
     _check_evals(evals)
     if params.uses_genres:
         if movie_genres is None:
-            raise ConfigError("model.genres is true: fitting needs the movie–genre matrix (the index's genres)")
+            raise ConfigError(
+                "model.genres is true: fitting needs the movie–genre matrix (the index's genres)"
+            )
         if movie_genres.n_rows != train.n_items:
             raise DataError(
                 f"movie_genres has {movie_genres.n_rows} rows but the train matrix has {train.n_items} movies"
@@ -294,7 +298,9 @@ def fit(
     for sweep in range(1, params.n_iterations + 1):
         started = time.perf_counter()
         variant.half_step(params, state, state.users, state.items, sweep=sweep, compute_sse=False)
-        sse = variant.half_step(params, state, state.items, state.users, sweep=sweep, compute_sse=True)
+        sse = variant.half_step(
+            params, state, state.items, state.users, sweep=sweep, compute_sse=True
+        )
         variant.end_sweep(params, state, sweep=sweep, sse=sse)
         objective = variant.objective(params, state, sse=sse)
         seconds = time.perf_counter() - started

@@ -171,5 +171,5 @@ def load_model(path: str | Path) -> FactorModel:
         item_factors=arrays["item_factors"],
         genre_factors=arrays.get("genre_factors"),
         params=params,
-        extras={k[len(EXTRA_PREFIX):]: v for k, v in arrays.items() if k.startswith(EXTRA_PREFIX)},
+        extras={k[len(EXTRA_PREFIX) :]: v for k, v in arrays.items() if k.startswith(EXTRA_PREFIX)},
     )

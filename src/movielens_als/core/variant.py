@@ -179,14 +179,22 @@ class Variant:
         raise NotImplementedError
 
     def half_step(
-        self, params: VariantParams, state: TrainState, side: Side, other: Side, *, sweep: int,
+        self,
+        params: VariantParams,
+        state: TrainState,
+        side: Side,
+        other: Side,
+        *,
+        sweep: int,
         compute_sse: bool,
     ) -> float:
         """Update every row of ``side`` given ``other`` in place; return Σ squared residuals
         of the new rows (0 unless ``compute_sse``)."""
         raise NotImplementedError
 
-    def end_sweep(self, params: VariantParams, state: TrainState, *, sweep: int, sse: float) -> None:
+    def end_sweep(
+        self, params: VariantParams, state: TrainState, *, sweep: int, sse: float
+    ) -> None:
         """Work after both half-steps (genre embeddings, hyper-parameter draws, averages)."""
 
     def objective(self, params: VariantParams, state: TrainState, *, sse: float) -> float:

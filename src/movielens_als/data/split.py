@@ -242,13 +242,15 @@ def _coverage(part: str, matrix: RatingMatrix, train: RatingMatrix) -> dict[str,
 def predefined_test_mask(data: IndexedData, base: Any, test: Any) -> np.ndarray:
     """Which of ``data``'s ratings are in the shipped ``test`` frame (raw ``userId, movieId``);
     ``base`` must hold exactly the others (DataError when the files disagree with the index)."""
+
     def keys(frame) -> np.ndarray:
         users = np.searchsorted(data.user_ids, frame["userId"].to_numpy())
         movies = np.searchsorted(data.movie_ids, frame["movieId"].to_numpy())
         users = np.minimum(users, data.n_users - 1)
         movies = np.minimum(movies, data.n_movies - 1)
         known = (data.user_ids[users] == frame["userId"].to_numpy()) & (
-            data.movie_ids[movies] == frame["movieId"].to_numpy())
+            data.movie_ids[movies] == frame["movieId"].to_numpy()
+        )
         if not known.all():
             row = int(np.flatnonzero(~known)[0])
             raise DataError(
@@ -270,8 +272,13 @@ def predefined_test_mask(data: IndexedData, base: Any, test: Any) -> np.ndarray:
 
 
 def check_settings(
-    method: str, train_fraction: float, val_fraction: float, seed: int, n_test_per_user: int,
-    folds: int = 5, fold: int = 0,
+    method: str,
+    train_fraction: float,
+    val_fraction: float,
+    seed: int,
+    n_test_per_user: int,
+    folds: int = 5,
+    fold: int = 0,
 ) -> None:
     if method not in METHODS:
         raise ConfigError(f"split.method: {method!r} is not one of {', '.join(METHODS)}")
@@ -290,5 +297,9 @@ def check_settings(
     if method == "kfold":
         if isinstance(folds, bool) or not isinstance(folds, numbers.Integral) or folds < 2:
             raise ConfigError(f"split.folds: {folds!r} is not an integer >= 2")
-        if isinstance(fold, bool) or not isinstance(fold, numbers.Integral) or not 0 <= fold < folds:
+        if (
+            isinstance(fold, bool)
+            or not isinstance(fold, numbers.Integral)
+            or not 0 <= fold < folds
+        ):
             raise ConfigError(f"split.fold: {fold!r} is out of range: folds are 0 … {folds - 1}")

@@ -22,12 +22,16 @@ from movielens_als.sparse import CSR, RatingMatrix, Ratings
 
 def popularity_log_counts(train_by_user: CSR) -> np.ndarray:
     """``log(1 + n_n)``: each movie's number of training ratings, log-damped."""
-    return np.log1p(np.bincount(train_by_user.indices, minlength=train_by_user.n_cols)).astype(np.float64)
+    return np.log1p(np.bincount(train_by_user.indices, minlength=train_by_user.n_cols)).astype(
+        np.float64
+    )
 
 
 def prior_scorer(model: FactorModel, log_counts: np.ndarray, weight: float) -> FactorScorer:
     """The model's ranking scores ``u_mᵀ v_n + c_n`` plus ``weight · log(1 + n_n)``."""
-    return FactorScorer(model.user_factors, model.item_factors, model.item_bias + weight * log_counts)
+    return FactorScorer(
+        model.user_factors, model.item_factors, model.item_bias + weight * log_counts
+    )
 
 
 def choose_prior_weight(
@@ -46,8 +50,13 @@ def choose_prior_weight(
     log_counts = popularity_log_counts(train.by_user)
     scores = {}
     for weight in weights:
-        metrics = evaluate_ranking(prior_scorer(refit, log_counts, float(weight)), train.by_user, val,
-                                   ks=(k,), threshold=threshold)
+        metrics = evaluate_ranking(
+            prior_scorer(refit, log_counts, float(weight)),
+            train.by_user,
+            val,
+            ks=(k,),
+            threshold=threshold,
+        )
         scores[f"{float(weight):g}"] = float(metrics[f"ndcg@{k}"])
     best = max(scores, key=lambda w: (scores[w], -float(w)))  # ties: the smaller weight
     return float(best), scores

@@ -8,7 +8,9 @@ import numpy as np
 from matplotlib.figure import Figure
 
 
-def optimisation_history_figure(trial_numbers: np.ndarray, values: np.ndarray, *, title: str) -> Figure:
+def optimisation_history_figure(
+    trial_numbers: np.ndarray, values: np.ndarray, *, title: str
+) -> Figure:
     """Validation RMSE of each finished trial and the best value found so far."""
     figure = Figure(figsize=(6.4, 4.0))
     ax = figure.add_subplot()
@@ -17,8 +19,13 @@ def optimisation_history_figure(trial_numbers: np.ndarray, values: np.ndarray, *
     ax.scatter(numbers, scores, s=14, color="tab:blue", alpha=0.7, label="trial (validation RMSE)")
     if len(scores):
         best = int(np.argmin(scores))
-        ax.step(numbers, np.minimum.accumulate(scores), where="post", color="tab:red",
-                label=f"best so far (final {scores[best]:.4f}, trial {numbers[best]})")
+        ax.step(
+            numbers,
+            np.minimum.accumulate(scores),
+            where="post",
+            color="tab:red",
+            label=f"best so far (final {scores[best]:.4f}, trial {numbers[best]})",
+        )
     ax.set_xlabel("trial")
     ax.set_ylabel("validation RMSE")
     ax.set_title(title)
@@ -43,15 +50,26 @@ def importance_figure(importances: Mapping[str, float], *, title: str) -> Figure
     return figure
 
 
-def rmse_vs_k_figure(ks: np.ndarray, train_rmse: np.ndarray, test_rmse: np.ndarray, *, title: str) -> Figure:
+def rmse_vs_k_figure(
+    ks: np.ndarray, train_rmse: np.ndarray, test_rmse: np.ndarray, *, title: str
+) -> Figure:
     """Train and test RMSE against the number of latent factors K (log₂ axis)."""
     figure = Figure(figsize=(6.4, 4.0))
     ax = figure.add_subplot()
     order = np.argsort(ks)
-    ks, train_rmse, test_rmse = np.asarray(ks)[order], np.asarray(train_rmse)[order], np.asarray(test_rmse)[order]
+    ks, train_rmse, test_rmse = (
+        np.asarray(ks)[order],
+        np.asarray(train_rmse)[order],
+        np.asarray(test_rmse)[order],
+    )
     lowest = int(np.argmin(test_rmse))
     ax.plot(ks, train_rmse, marker="o", label="train RMSE")
-    ax.plot(ks, test_rmse, marker="s", label=f"test RMSE (lowest {test_rmse[lowest]:.4f} at K={int(ks[lowest])})")
+    ax.plot(
+        ks,
+        test_rmse,
+        marker="s",
+        label=f"test RMSE (lowest {test_rmse[lowest]:.4f} at K={int(ks[lowest])})",
+    )
     ax.set_xscale("log", base=2)
     ax.set_xticks(ks, [str(int(k)) for k in ks])
     ax.set_xlabel("latent factors K (log₂ scale)")

@@ -53,7 +53,9 @@ def with_model(cfg: DictConfig, key: str = "model") -> DictConfig:
             f"{key}: name the model to use, one of the configured models ({known}); got {chosen!r}"
         )
     if models[chosen].get("name") != chosen:
-        raise ConfigError(f"models.{chosen}.name: must equal its key {chosen!r} (it names the outputs)")
+        raise ConfigError(
+            f"models.{chosen}.name: must equal its key {chosen!r} (it names the outputs)"
+        )
     view = cfg.copy()
     with open_dict(view):
         view.model = models[chosen]
@@ -109,7 +111,9 @@ def publish(
         outputs[layout.curve_file(name)] = lambda tmp: curve.to_csv(tmp, index=False)
     if figures:
         outputs[layout.figures_dir(name)] = lambda tmp: _write_figures(figures, tmp)
-    outputs[layout.metrics_file(name)] = lambda tmp: dump_json(tmp, metrics, name=layout.metrics_file(name))
+    outputs[layout.metrics_file(name)] = lambda tmp: dump_json(
+        tmp, metrics, name=layout.metrics_file(name)
+    )
     with atomic_paths(*outputs) as temporaries:
         for tmp, write in zip(temporaries, outputs.values(), strict=True):
             write(tmp)
@@ -147,7 +151,9 @@ def split_as_configured(
         from movielens_als.data.registry import get_release
 
         name = split_cfg.predefined if fold is None else fold
-        predefined = read_predefined_split(get_release(cfg.dataset.name), Layout.from_config(cfg).raw_dir, str(name))
+        predefined = read_predefined_split(
+            get_release(cfg.dataset.name), Layout.from_config(cfg).raw_dir, str(name)
+        )
     return split_ratings(
         data,
         method=method,

@@ -27,10 +27,14 @@ def folds_of(cfg: DictConfig) -> list[Any]:
         names = list(cfg.crossval.predefined)
         shipped = get_release(cfg.dataset.name).predefined_splits
         if not shipped:
-            raise ConfigError(f"split.method: predefined: {cfg.dataset.name} ships no predefined splits (ml-100k does)")
+            raise ConfigError(
+                f"split.method: predefined: {cfg.dataset.name} ships no predefined splits (ml-100k does)"
+            )
         unknown = [n for n in names if n not in shipped]
         if unknown or not names:
-            raise ConfigError(f"crossval.predefined: {unknown or names!r}: {cfg.dataset.name} ships {', '.join(shipped)}")
+            raise ConfigError(
+                f"crossval.predefined: {unknown or names!r}: {cfg.dataset.name} ships {', '.join(shipped)}"
+            )
         return names
     return [None]
 
@@ -46,8 +50,10 @@ def run_crossval(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigError("crossval.models: name at least one model (e.g. als)")
     missing = [n for n in names if n not in cfg.get("models", {})]
     if missing:
-        raise ConfigError(f"crossval.models: {', '.join(missing)} not among the configured models "
-                          f"({', '.join(cfg.get('models', {}))})")
+        raise ConfigError(
+            f"crossval.models: {', '.join(missing)} not among the configured models "
+            f"({', '.join(cfg.get('models', {}))})"
+        )
     with stage_run(cfg, "crossval", ["dataset", "split", "crossval"]) as tracker:
         params = {name: model_settings(cfg.models[name]) for name in names}
         data = load_index(layout.index_dir)
@@ -59,7 +65,9 @@ def run_crossval(cfg: DictConfig) -> dict[str, Any]:
                 raise ConfigError(f"split: fold {fold!r} has an empty test set")
             test = split.test.to_ratings()
             for name in names:
-                result = fit(split.train, params[name], movie_genres=data.movie_genres, evals={"test": test})
+                result = fit(
+                    split.train, params[name], movie_genres=data.movie_genres, evals={"test": test}
+                )
                 value = float(result.history[-1].eval_rmse["test"])
                 rmse[name].append(value)
                 tracker.log_metrics({f"{name}.fold_rmse": value}, step=position)
@@ -76,7 +84,10 @@ def run_crossval(cfg: DictConfig) -> dict[str, Any]:
                 for name, values in rmse.items()
             },
         }
-        logged = {f"{name}.{key}": row[key] for name, row in table["models"].items() for key in ("rmse_mean", "rmse_std")}
+        logged = {
+            f"{name}.{key}": row[key]
+            for name, row in table["models"].items()
+            for key in ("rmse_mean", "rmse_std")
+        }
         publish(tracker, layout.outputs, "crossval", table, logged=logged)
     return table
-

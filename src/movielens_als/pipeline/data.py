@@ -20,7 +20,9 @@ def run_download(cfg: DictConfig) -> dict[str, Any]:
     release = get_release(cfg.dataset.name)
     with stage_run(cfg, "download", ["dataset"]) as tracker:
         if release.fmt == "synthetic":
-            spec = SyntheticSpec.preset(cfg.dataset.synthetic.preset, seed=cfg.dataset.synthetic.seed)
+            spec = SyntheticSpec.preset(
+                cfg.dataset.synthetic.preset, seed=cfg.dataset.synthetic.seed
+            )
             folder = write_release(spec, layout.outputs.raw_dir)
         else:
             # dataset.mirror wins; fetch_release falls back to $MOVIELENS_MIRROR, then GroupLens
@@ -71,4 +73,3 @@ def run_split(cfg: DictConfig) -> dict[str, Any]:
         save_split(split, layout.outputs.split_dir)
         publish(tracker, layout.outputs, "split", metrics)
     return metrics
-

@@ -34,18 +34,29 @@ def run_kgrid(cfg: DictConfig) -> dict[str, Any]:
             from movielens_als.data.index import load_index
 
             genres = load_index(layout.index_dir).movie_genres
-        with stage_run(cfg, "kgrid", ["dataset", "split", "kgrid"], run_name=f"kgrid K={K}") as tracker:
+        with stage_run(
+            cfg, "kgrid", ["dataset", "split", "kgrid"], run_name=f"kgrid K={K}"
+        ) as tracker:
             tracker.set_tags({"K": str(K), "search": tuned["search"]})
             tracker.log_metrics({"K": K})
 
             def log(record, tracker=tracker) -> None:
                 tracker.log_metrics(
-                    {"train_rmse": record.train_rmse, "test_rmse": record.eval_rmse["test"], "nll": record.nll},
+                    {
+                        "train_rmse": record.train_rmse,
+                        "test_rmse": record.eval_rmse["test"],
+                        "nll": record.nll,
+                    },
                     step=record.iteration,
                 )
 
-            result = fit(split.train, params, movie_genres=genres, evals={"test": split.test.to_ratings()},
-                         callback=log)
+            result = fit(
+                split.train,
+                params,
+                movie_genres=genres,
+                evals={"test": split.test.to_ratings()},
+                callback=log,
+            )
             last = result.history[-1]
             entry = {
                 "K": K,
@@ -75,7 +86,9 @@ def run_kgrid_report(cfg: DictConfig) -> dict[str, Any]:
             if not path.is_file():
                 raise DataError(f"{path}: no result for K={K}; run the kgrid stage for it first")
             entry = json.loads(path.read_text())
-            table[str(K)] = {key: entry[key] for key in ("train_rmse", "test_rmse", "seconds_per_iteration")}
+            table[str(K)] = {
+                key: entry[key] for key in ("train_rmse", "test_rmse", "seconds_per_iteration")
+            }
         ks = np.array([int(k) for k in table])
         figure = rmse_vs_k_figure(
             ks,
@@ -85,6 +98,15 @@ def run_kgrid_report(cfg: DictConfig) -> dict[str, Any]:
         )
         # descriptive only: which K scored lowest on test (nothing is selected with it)
         lowest = min(table, key=lambda k: table[k]["test_rmse"])
-        publish(tracker, layout.outputs, "kgrid", table, figures={"rmse_vs_K.pdf": figure},
-                logged={"lowest_test_rmse_K": int(lowest), "lowest_test_rmse": table[lowest]["test_rmse"]})
+        publish(
+            tracker,
+            layout.outputs,
+            "kgrid",
+            table,
+            figures={"rmse_vs_K.pdf": figure},
+            logged={
+                "lowest_test_rmse_K": int(lowest),
+                "lowest_test_rmse": table[lowest]["test_rmse"],
+            },
+        )
     return table

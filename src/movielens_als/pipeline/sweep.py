@@ -34,9 +34,13 @@ def sweep_view(cfg: DictConfig) -> DictConfig:
     if "search" not in cfg:
         if "space" not in cfg or cfg.space not in cfg.spaces:
             known = ", ".join(cfg.get("spaces", {}))
-            raise ConfigError(f"space: name the search space to run (one of {known}), e.g. +space=count")
+            raise ConfigError(
+                f"space: name the search space to run (one of {known}), e.g. +space=count"
+            )
         if cfg.spaces[cfg.space].get("name") != cfg.space:
-            raise ConfigError(f"sweep.spaces.{cfg.space}.name: must equal its key {cfg.space!r} (it names the output folder)")
+            raise ConfigError(
+                f"sweep.spaces.{cfg.space}.name: must equal its key {cfg.space!r} (it names the output folder)"
+            )
         with open_dict(cfg):
             cfg.search = cfg.spaces[cfg.space]
     return cfg
@@ -52,7 +56,9 @@ def load_best_params(layout: Layout, search: str, model: str) -> dict[str, Any]:
                 f"{layout.tuning_root / model}: no tuned parameters for {model} yet; run its sweep first "
                 f"(dvc repro sweep, or python -m movielens_als.stages.sweep model={model})"
             )
-        return min((_read_best_params(path) for path in paths), key=lambda result: result["val_rmse"])
+        return min(
+            (_read_best_params(path) for path in paths), key=lambda result: result["val_rmse"]
+        )
     path = layout.tuning_dir(model, search) / BEST_PARAMS
     if not path.is_file():
         raise DataError(
@@ -69,7 +75,9 @@ def _read_best_params(path) -> dict[str, Any]:
         raise DataError(f"{path}: not valid JSON ({exc}); rerun the sweep") from exc
     missing = {"search", "val_rmse", "tuned_keys", "params"} - set(result)
     if missing:
-        raise DataError(f"{path}: missing {', '.join(sorted(missing))}; written by an older version? rerun the sweep")
+        raise DataError(
+            f"{path}: missing {', '.join(sorted(missing))}; written by an older version? rerun the sweep"
+        )
     return result
 
 
@@ -102,18 +110,31 @@ def run_sweep(cfg: DictConfig) -> dict[str, Any]:
         genres = data.movie_genres if base.uses_genres else None
 
         def track_trial(outcome) -> None:
-            tags = {"stage": "sweep-trial", "dataset": str(cfg.dataset.name), "state": outcome.state,
-                    "trial": str(outcome.number), "search": space.name, "model": tuned_model}
-            with open_tracker(cfg, f"trial-{outcome.number}", outcome.params, tags, nested=True) as child:
+            tags = {
+                "stage": "sweep-trial",
+                "dataset": str(cfg.dataset.name),
+                "state": outcome.state,
+                "trial": str(outcome.number),
+                "search": space.name,
+                "model": tuned_model,
+            }
+            with open_tracker(
+                cfg, f"trial-{outcome.number}", outcome.params, tags, nested=True
+            ) as child:
                 child.log_metric_series({"val_rmse": outcome.val_rmse})
                 child.log_metrics({"seconds": outcome.seconds})
 
         out_dir.mkdir(parents=True, exist_ok=True)
         # What a trial's result depends on (a changed value starts a new study in the same file);
         # the trial count is not part of it, so raising tuning.n_trials extends the study.
-        settings = {"model": {**base.to_dict(), **dict(space.fixed)}, "val_fraction": tuning.val_fraction,
-                    "seed": tuning.seed, "split": OmegaConf.to_container(cfg.split),
-                    "genres": genres is not None, "dataset": str(cfg.dataset.name)}
+        settings = {
+            "model": {**base.to_dict(), **dict(space.fixed)},
+            "val_fraction": tuning.val_fraction,
+            "seed": tuning.seed,
+            "split": OmegaConf.to_container(cfg.split),
+            "genres": genres is not None,
+            "dataset": str(cfg.dataset.name),
+        }
         study = run_study(
             split.train,
             split.val.to_ratings(),
@@ -130,7 +151,9 @@ def run_sweep(cfg: DictConfig) -> dict[str, Any]:
             on_trial=track_trial,
         )
 
-        if not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.get_trials(deepcopy=False)):
+        if not any(
+            t.state == optuna.trial.TrialState.COMPLETE for t in study.get_trials(deepcopy=False)
+        ):
             raise DataError(
                 f"{out_dir / STUDY_DB}: the sweep has no completed trial (all pruned or failed); "
                 "raise tuning.n_trials or tuning.pruner_warmup_steps"
@@ -141,7 +164,9 @@ def run_sweep(cfg: DictConfig) -> dict[str, Any]:
         best = best_params.to_dict()
         # The test set is used once: the best parameters refit on all of train (train ∪ val).
         full_train = _union(split.train, split.val)
-        final = fit(full_train, best_params, movie_genres=genres, evals={"test": split.test.to_ratings()})
+        final = fit(
+            full_train, best_params, movie_genres=genres, evals={"test": split.test.to_ratings()}
+        )
         trials = study.get_trials(deepcopy=False)
         states = [t.state for t in trials]
         metrics = {
@@ -151,23 +176,42 @@ def run_sweep(cfg: DictConfig) -> dict[str, Any]:
             "best_val_rmse": float(study.best_value),
             "test_rmse": float(final.history[-1].eval_rmse["test"]),
             "train_rmse": float(final.history[-1].train_rmse),
-            "n_trials": len([s for s in states if s in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)]),
+            "n_trials": len(
+                [
+                    s
+                    for s in states
+                    if s in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+                ]
+            ),
             "n_pruned": states.count(optuna.trial.TrialState.PRUNED),
             "n_failed": states.count(optuna.trial.TrialState.FAIL),
             "final_iterations": tuning.final_iterations,
         }
-        best_file = {"model": tuned_model, "search": space.name, "val_rmse": float(study.best_value),
-                     "tuned_keys": [*space.params, *space.fixed], "params": best}
-        publish(parent, layout.outputs, metrics_name, metrics, figures=_tuning_figures(study, space),
-                writers={out_dir / BEST_PARAMS: lambda tmp: dump_json(tmp, best_file)},
-                artifacts=[out_dir / BEST_PARAMS])
+        best_file = {
+            "model": tuned_model,
+            "search": space.name,
+            "val_rmse": float(study.best_value),
+            "tuned_keys": [*space.params, *space.fixed],
+            "params": best,
+        }
+        publish(
+            parent,
+            layout.outputs,
+            metrics_name,
+            metrics,
+            figures=_tuning_figures(study, space),
+            writers={out_dir / BEST_PARAMS: lambda tmp: dump_json(tmp, best_file)},
+            artifacts=[out_dir / BEST_PARAMS],
+        )
     return metrics
 
 
 def _union(a: RatingMatrix, b: RatingMatrix) -> RatingMatrix:
     ra, rb = a.to_ratings(), b.to_ratings()
     merged = Ratings(
-        np.concatenate([ra.user, rb.user]), np.concatenate([ra.item, rb.item]), np.concatenate([ra.rating, rb.rating])
+        np.concatenate([ra.user, rb.user]),
+        np.concatenate([ra.item, rb.item]),
+        np.concatenate([ra.rating, rb.rating]),
     )
     return RatingMatrix.from_ratings(merged, a.n_users, a.n_items)
 
@@ -177,13 +221,21 @@ def _tuning_figures(study, space) -> dict:
 
     from movielens_als.figures.tuning import importance_figure, optimisation_history_figure
 
-    complete = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
+    complete = [
+        t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE
+    ]
     numbers = np.array([t.number for t in complete])
     values = np.array([t.value for t in complete])
-    figures = {"optimization_history.pdf": optimisation_history_figure(numbers, values, title=f"Sweep ({space.name} space)")}
+    figures = {
+        "optimization_history.pdf": optimisation_history_figure(
+            numbers, values, title=f"Sweep ({space.name} space)"
+        )
+    }
     if len(complete) >= 2 and len(space.params) >= 2:
         importances = optuna.importance.get_param_importances(
             study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0)
         )
-        figures["param_importances.pdf"] = importance_figure(importances, title=f"Hyper-parameter importance ({space.name})")
+        figures["param_importances.pdf"] = importance_figure(
+            importances, title=f"Hyper-parameter importance ({space.name})"
+        )
     return figures

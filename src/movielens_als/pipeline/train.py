@@ -47,7 +47,9 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
     tuned_space = cfg.get("tuned")
     # A model trained with a sweep's parameters is written under its own name (<name>_tuned).
     output = f"{name}_tuned" if tuned_space else name
-    with stage_run(cfg, "train", ["dataset", "split", "model", "tuned"], run_name=output) as tracker:
+    with stage_run(
+        cfg, "train", ["dataset", "split", "model", "tuned"], run_name=output
+    ) as tracker:
         tuned = load_best_params(layout, tuned_space, model=name) if tuned_space else None
         params = model_settings(cfg.model, tuned)
         variant = variant_of(params)
@@ -58,8 +60,10 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
 
             index = load_index(layout.index_dir)
         if split.test.nnz == 0:
-            raise DataError(f"{layout.split_dir}: the test set is empty, so nothing can be scored; "
-                            "change split.* (or the release has too few ratings)")
+            raise DataError(
+                f"{layout.split_dir}: the test set is empty, so nothing can be scored; "
+                "change split.* (or the release has too few ratings)"
+            )
         evals = {"test": split.test.to_ratings()}
         if split.val.nnz:
             evals["val"] = split.val.to_ratings()
@@ -67,16 +71,27 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
         rows: list[dict[str, float]] = []
 
         def record_iteration(record) -> None:
-            row = {"iteration": record.iteration, "nll": record.nll, "train_rmse": record.train_rmse}
+            row = {
+                "iteration": record.iteration,
+                "nll": record.nll,
+                "train_rmse": record.train_rmse,
+            }
             row.update({f"{key}_rmse": value for key, value in record.eval_rmse.items()})
             row.update(record.extra)
             row["seconds"] = record.seconds
             rows.append(row)
-            tracker.log_metrics({k: v for k, v in row.items() if k != "iteration"}, step=record.iteration)
+            tracker.log_metrics(
+                {k: v for k, v in row.items() if k != "iteration"}, step=record.iteration
+            )
 
         started = time.perf_counter()
-        result = fit(split.train, params, movie_genres=None if index is None else index.movie_genres,
-                     evals=evals, callback=record_iteration)
+        result = fit(
+            split.train,
+            params,
+            movie_genres=None if index is None else index.movie_genres,
+            evals=evals,
+            callback=record_iteration,
+        )
         fit_seconds = time.perf_counter() - started
 
         curve = pd.DataFrame(rows)
@@ -94,7 +109,11 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
             "n_test": int(split.test.nnz),
             "eval_coverage": result.eval_coverage,
             "model": params.to_dict(),
-            **({"tuned": {"search": tuned["search"], "val_rmse": tuned["val_rmse"]}} if tuned else {}),
+            **(
+                {"tuned": {"search": tuned["search"], "val_rmse": tuned["val_rmse"]}}
+                if tuned
+                else {}
+            ),
         }
         if result.model.K != params.K:  # a model averaging several draws: score what was saved
             from movielens_als.core.model import rmse
@@ -107,18 +126,28 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
             )
         }
         if result.model.genre_factors is not None:
-            genre_figures, genre_stats = _genre_outputs(result.model.genre_factors, index.genre_names)
+            genre_figures, genre_stats = _genre_outputs(
+                result.model.genre_factors, index.genre_names
+            )
             figures.update(genre_figures)
             metrics["genres"] = genre_stats
+
         # Per-iteration keys already hold their final value as their last step.
         def write_model(folder) -> None:
             folder.mkdir(parents=True)
             save_model(result.model, folder / "model")
 
         # the model, its curve, figures and metrics appear together (write all, rename all)
-        publish(tracker, layout.outputs, output, metrics, figures=figures, curve=curve,
-                writers={layout.outputs.model_dir(output): write_model},
-                logged={k: v for k, v in numeric_metrics(metrics).items() if k not in curve.columns})
+        publish(
+            tracker,
+            layout.outputs,
+            output,
+            metrics,
+            figures=figures,
+            curve=curve,
+            writers={layout.outputs.model_dir(output): write_model},
+            logged={k: v for k, v in numeric_metrics(metrics).items() if k not in curve.columns},
+        )
     return metrics
 
 

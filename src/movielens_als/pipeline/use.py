@@ -25,7 +25,11 @@ def run_analysis(cfg: DictConfig) -> dict[str, Any]:
         model = load_model(layout.model_dir(options.model) / "model")
         index = load_index(layout.index_dir)
         split = load_split(layout.split_dir)
-        pca_ids = OmegaConf.to_container(options.pca_movie_ids) if options.pca_movie_ids is not None else None
+        pca_ids = (
+            OmegaConf.to_container(options.pca_movie_ids)
+            if options.pca_movie_ids is not None
+            else None
+        )
         analysis = factor_analysis(
             model.item_factors,
             model.item_bias,
@@ -41,8 +45,16 @@ def run_analysis(cfg: DictConfig) -> dict[str, Any]:
         )
         summary = {"model": options.model, **factor_summary(analysis)}
         overall = summary.get("variance_vs_norm", {})
-        publish(tracker, layout.outputs, "analysis", summary, figures=factor_figures(analysis),
-                logged={f"variance_vs_norm_{k}": v for k, v in overall.items() if isinstance(v, int | float)})
+        publish(
+            tracker,
+            layout.outputs,
+            "analysis",
+            summary,
+            figures=factor_figures(analysis),
+            logged={
+                f"variance_vs_norm_{k}": v for k, v in overall.items() if isinstance(v, int | float)
+            },
+        )
     return summary
 
 
@@ -87,7 +99,11 @@ def run_ranking(cfg: DictConfig) -> dict[str, Any]:
                 scorers[f"{stage}+prior"] = prior_scorer(model, log_counts, weight)
                 priors[stage] = {"weight": weight, f"val_ndcg@{ks[-1]}": validation}
         table: dict[str, Any] = ranking_table(
-            scorers, split.train.by_user, split.test.to_ratings(), ks=ks, threshold=float(options.threshold)
+            scorers,
+            split.train.by_user,
+            split.test.to_ratings(),
+            ks=ks,
+            threshold=float(options.threshold),
         )
         if priors:
             table["popularity_prior"] = priors

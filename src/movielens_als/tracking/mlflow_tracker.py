@@ -171,7 +171,11 @@ def tracking_uri(cfg: DictConfig) -> str:
 
 
 def open_tracker(
-    cfg: DictConfig, stage: str, params: Mapping[str, Any], tags: Mapping[str, str], nested: bool = False
+    cfg: DictConfig,
+    stage: str,
+    params: Mapping[str, Any],
+    tags: Mapping[str, str],
+    nested: bool = False,
 ) -> NullTracker:
     """The tracker a stage logs to: a StageTracker, or a NullTracker when disabled."""
     if not cfg.tracking.enabled:
@@ -203,7 +207,11 @@ def experiment_name(cfg: DictConfig) -> str:
 
 def _artifact_root(uri: str, cfg: DictConfig) -> str | None:
     """Embedded stores keep artifacts under ``tracking.artifact_root``; servers decide."""
-    return None if uri.startswith(("http://", "https://", "databricks")) else str(cfg.tracking.artifact_root)
+    return (
+        None
+        if uri.startswith(("http://", "https://", "databricks"))
+        else str(cfg.tracking.artifact_root)
+    )
 
 
 def check_reachable(uri: str, timeout_s: float) -> None:
@@ -247,9 +255,13 @@ def ensure_experiment(uri: str, name: str, artifact_root: str | Path | None) -> 
         return experiment.experiment_id
 
 
-def flatten_config(cfg: DictConfig | Mapping[str, Any], skip: Iterable[str] = ("hydra",)) -> dict[str, Any]:
+def flatten_config(
+    cfg: DictConfig | Mapping[str, Any], skip: Iterable[str] = ("hydra",)
+) -> dict[str, Any]:
     """``{"model.K": 32, ...}`` from a (resolved) config, for MLflow params."""
-    container = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+    container = (
+        OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+    )
     flat: dict[str, Any] = {}
 
     def walk(node: Any, prefix: str) -> None:

@@ -48,22 +48,34 @@ class SearchSpace:
                 )
         for key, bounds in params.items():
             low, high = bounds.get("low"), bounds.get("high")
-            if not isinstance(low, int | float) or not isinstance(high, int | float) or not low < high:
-                raise ConfigError(f"{where}.params.{key}: needs numbers low < high, got {low!r}, {high!r}")
+            if (
+                not isinstance(low, int | float)
+                or not isinstance(high, int | float)
+                or not low < high
+            ):
+                raise ConfigError(
+                    f"{where}.params.{key}: needs numbers low < high, got {low!r}, {high!r}"
+                )
             if bounds.get("log", False) and low <= 0:
-                raise ConfigError(f"{where}.params.{key}: a log-uniform range needs low > 0, got {low!r}")
+                raise ConfigError(
+                    f"{where}.params.{key}: a log-uniform range needs low > 0, got {low!r}"
+                )
         return cls(str(space.get("name", "search")), fixed, params)
 
     def suggest(self, trial: optuna.Trial) -> dict[str, float]:
         return {
-            key: trial.suggest_float(key, float(b["low"]), float(b["high"]), log=bool(b.get("log", False)))
+            key: trial.suggest_float(
+                key, float(b["low"]), float(b["high"]), log=bool(b.get("log", False))
+            )
             for key, b in self.params.items()
         }
 
     def fingerprint(self, **settings: Any) -> str:
         """A short hash of the space and the settings a study's results depend on."""
         blob = json.dumps(
-            {"fixed": dict(self.fixed), "params": dict(self.params), **settings}, sort_keys=True, default=str
+            {"fixed": dict(self.fixed), "params": dict(self.params), **settings},
+            sort_keys=True,
+            default=str,
         )
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
@@ -101,7 +113,9 @@ def run_study(
     and pruned ones do, so a rerun only adds the trials still missing.
     """
     pruner = (
-        optuna.pruners.MedianPruner(n_startup_trials=pruner_startup_trials, n_warmup_steps=pruner_warmup_steps)
+        optuna.pruners.MedianPruner(
+            n_startup_trials=pruner_startup_trials, n_warmup_steps=pruner_warmup_steps
+        )
         if pruning
         else optuna.pruners.NopPruner()
     )
@@ -121,7 +135,9 @@ def run_study(
     remaining = n_trials - len(study.get_trials(deepcopy=False, states=FINISHED))
 
     def objective(trial: optuna.Trial) -> float:
-        outcome = TrialOutcome(trial.number, {**base.to_dict(), **dict(space.fixed), **space.suggest(trial)})
+        outcome = TrialOutcome(
+            trial.number, {**base.to_dict(), **dict(space.fixed), **space.suggest(trial)}
+        )
         params = type(base).from_mapping(outcome.params)
         started = time.perf_counter()
 
@@ -130,7 +146,9 @@ def run_study(
             outcome.val_rmse.append(value)
             trial.report(value, record.iteration)
             if trial.should_prune():
-                raise optuna.TrialPruned(f"validation RMSE {value:.4f} at iteration {record.iteration}")
+                raise optuna.TrialPruned(
+                    f"validation RMSE {value:.4f} at iteration {record.iteration}"
+                )
 
         try:
             fit(train, params, movie_genres=movie_genres, evals={"val": val}, callback=report)
