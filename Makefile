@@ -29,7 +29,7 @@ test-fast: install
 	python -m pytest -m "not slow"
 
 params: install
-	python -m movielens_als.config.params
+	python -m movielens_als.config.params $(OVERRIDES)
 
 check-params: install
 	python -m movielens_als.config.params --check

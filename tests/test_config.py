@@ -53,13 +53,45 @@ def test_params_rendering_matches_dvc_hydra_composition(tmp_path):
     assert out.read_text(encoding="utf-8") == render_params(["models.als.K=64"])
 
 
-def test_params_check_command_detects_stale_file(tmp_path):
+def _check(path):
+    cmd = [sys.executable, "-m", "movielens_als.config.params", "--check", "--output", str(path)]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT)
+
+
+def test_params_check_keeps_an_experiments_values(tmp_path):
+    """What `dvc exp run -S` writes (conf/ + overrides, group switches included) is a valid
+    params.yaml: the check names the overrides instead of asking to regenerate."""
+    from movielens_als.config.params import overrides_of
+
+    experiment = tmp_path / "params.yaml"
+    overrides = ["split=temporal", "models.als.K=7", "kgrid.Ks=[2,4]", "analysis.model=genre_als"]
+    experiment.write_text(render_params(overrides))
+    recovered = overrides_of(experiment.read_text())
+    assert render_params(recovered) == experiment.read_text()
+    assert "models.als.K=7" in recovered and "kgrid.Ks=[2,4]" in recovered
+    result = _check(experiment)
+    assert result.returncode == 0, result.stderr
+    assert "models.als.K=7" in result.stdout and "temporal" in result.stdout
+    experiment.write_text(render_params())
+    assert overrides_of(experiment.read_text()) == []
+    assert "matches conf/" in _check(experiment).stdout
+
+
+@pytest.mark.parametrize(
+    ("edit", "old", "new"),
+    [
+        ("a key conf/ does not have", "    K: 32\n", "    K: 32\n    rank: 4\n"),
+        ("a key conf/ has is gone", "    K: 32\n", ""),
+        ("a value of another type", "    K: 32\n", "    K: [32]\n"),
+        ("not YAML", "    K: 32\n", "    K: 32\n  : - :\n"),
+    ],
+)
+def test_params_check_refuses_what_conf_cannot_compose(tmp_path, edit, old, new):
     stale = tmp_path / "params.yaml"
-    stale.write_text(render_params(["models.als.K=7"]))
-    cmd = [sys.executable, "-m", "movielens_als.config.params", "--check", "--output", str(stale)]
-    result = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT)
-    assert result.returncode == 1
-    assert "out of date" in result.stderr
+    stale.write_text(render_params().replace(old, new, 1))
+    result = _check(stale)
+    assert result.returncode == 1, edit
+    assert "not a composition of conf/" in result.stderr
 
 
 @pytest.mark.parametrize("model", MODELS)

@@ -1,27 +1,94 @@
-"""Generate ``params.yaml`` from ``conf/config.yaml`` — the same composition DVC performs for
-``dvc exp run`` — or check that the committed file is current.
+"""``params.yaml`` — the values DVC runs the study with — as a composition of ``conf/``.
 
-    python -m movielens_als.config.params          # rewrite params.yaml
-    python -m movielens_als.config.params --check  # exit 1 when params.yaml is stale
+``conf/`` is the one source of the study's structure and defaults. ``params.yaml`` is always
+``conf/`` composed with a list of Hydra overrides: none after ``make params``; an experiment's
+after ``dvc exp run -S <override>`` (DVC's Hydra integration composes ``conf/`` with them) and
+after ``dvc exp apply`` (which restores that file). The check recovers the overrides from the
+file and proves the claim by composing ``conf/`` with them again, so an experiment's values are
+kept by ``make repro``, while a file that no composition of ``conf/`` gives (a key ``conf/``
+dropped or added, a hand edit of the wrong type) is refused.
+
+    python -m movielens_als.config.params                       # rewrite params.yaml from conf/
+    python -m movielens_als.config.params models.als.K=8        # … with overrides
+    python -m movielens_als.config.params --check               # print what params.yaml adds to conf/
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
+from typing import Any
 
+import yaml
 from omegaconf import OmegaConf
 
 from movielens_als.atomic import write_text
-from movielens_als.config.compose import compose
+from movielens_als.config.compose import compose, conf_dir
 
 PARAMS_CONFIG = "config"
+# The config groups an experiment may switch as a whole (`dvc exp run -S dataset=ml-1m`).
+SWITCHABLE_GROUPS = ("dataset", "split")
 
 
 def render_params(overrides: list[str] | None = None) -> str:
     """The text DVC's Hydra composition writes: resolved config dumped by OmegaConf."""
     return OmegaConf.to_yaml(compose(PARAMS_CONFIG, overrides or []))
+
+
+def _leaves(node: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(node, dict) and node:
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            out.update(_leaves(value, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    return {prefix: node}
+
+
+def _override_value(value: Any) -> str:
+    """A value in Hydra's override grammar (JSON scalars and lists are valid Hydra values)."""
+    if isinstance(value, str):
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "[" + ",".join(_override_value(item) for item in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{k}:{_override_value(v)}" for k, v in value.items()) + "}"
+    return json.dumps(value)
+
+
+def _group_options(group: str) -> list[str]:
+    return sorted(path.stem for path in (conf_dir() / group).glob("*.yaml"))
+
+
+def overrides_of(text: str) -> list[str] | None:
+    """The Hydra overrides that compose ``conf/`` into ``text`` (``[]`` when it is conf/'s own
+    composition), or None when no group switch plus value overrides gives it."""
+    try:
+        target = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return None
+    if not isinstance(target, dict):
+        return None
+    wanted = _leaves(target)
+    switches: list[list[str]] = [[]]
+    for group in SWITCHABLE_GROUPS:
+        switches += [[f"{group}={option}"] for option in _group_options(group)]
+    for switch in switches:
+        base = _leaves(OmegaConf.to_container(compose(PARAMS_CONFIG, switch)))
+        if set(base) != set(wanted):
+            continue
+        values = [
+            f"{key}={_override_value(wanted[key])}" for key in wanted if base[key] != wanted[key]
+        ]
+        overrides = [*switch, *values]
+        if render_params(overrides) == text:
+            return overrides
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,22 +98,37 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--output", default="params.yaml", help="file to write or check (default: params.yaml)"
     )
-    parser.add_argument("--check", action="store_true", help="only check that the file is current")
+    parser.add_argument(
+        "--check", action="store_true", help="check that the file is a composition of conf/"
+    )
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, as for dvc exp run -S")
     args = parser.parse_args(argv)
-    text = render_params(args.overrides)
     output = Path(args.output)
-    if args.check:
-        if not output.is_file() or output.read_text(encoding="utf-8") != text:
-            print(
-                f"{output} is out of date with conf/; run: python -m movielens_als.config.params",
-                file=sys.stderr,
-            )
-            return 1
-        print(f"{output} matches conf/")
+    if not args.check:
+        write_text(output, render_params(args.overrides))
+        print(
+            f"wrote {output}" + (f" (conf/ + {' '.join(args.overrides)})" if args.overrides else "")
+        )
         return 0
-    write_text(output, text)
-    print(f"wrote {output}")
+    if not output.is_file():
+        print(f"{output}: missing; run: make params", file=sys.stderr)
+        return 1
+    overrides = overrides_of(output.read_text(encoding="utf-8"))
+    if overrides is None:
+        print(
+            f"{output}: not a composition of conf/ (its keys differ from conf/'s, or a value "
+            "does not parse as conf/ composes it); run: make params "
+            "(add OVERRIDES='key=value …' to keep values of yours)",
+            file=sys.stderr,
+        )
+        return 1
+    if not overrides:
+        print(f"{output} matches conf/")
+    else:
+        print(
+            f"{output} = conf/ + {' '.join(overrides)}\n"
+            "  (an experiment's values, kept; `make params` resets to conf/, or put them in conf/)"
+        )
     return 0
 
 
