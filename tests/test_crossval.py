@@ -139,7 +139,10 @@ def test_crossval_stage_over_kfold(tiny_project):
         values = list(row["rmse"].values())
         assert len(values) == 3 and row["rmse_mean"] == pytest.approx(np.mean(values))
         assert row["rmse_std"] == pytest.approx(np.std(values, ddof=1)) and row["rmse_std"] > 0
-    assert json.loads((tmp_path / "reports/metrics/crossval.json").read_text()) == table
+    assert json.loads((tmp_path / "reports/details/crossval.json").read_text()) == table
+    for name, row in table["models"].items():  # one metrics file per model: a row of a table
+        on_disk = json.loads((tmp_path / f"reports/metrics/crossval/{name}.json").read_text())
+        assert on_disk == {"test_rmse": row["rmse_mean"], "test_rmse_std": row["rmse_std"]}
 
 
 def test_predefined_split_is_the_archives_own(ml100k_project):

@@ -110,18 +110,23 @@ def test_dvc_outputs_are_where_the_layout_writes():
     layout = Layout.from_config(cfg)
     expected = {
         "download": [layout.raw_dir],
-        "index": [layout.index_dir, layout.metrics_file("index")],
-        "split": [layout.split_dir, layout.metrics_file("split")],
-        "eda": [layout.figures_dir("eda"), layout.metrics_file("eda")],
-        "analysis": [layout.figures_dir("analysis"), layout.metrics_file("analysis")],
-        "ranking": [layout.metrics_file("ranking")],
-        "crossval": [layout.metrics_file("crossval")],
-        "kgrid_report": [layout.figures_dir("kgrid"), layout.metrics_file("kgrid")],
+        "index": [layout.index_dir, layout.details_file("index"), layout.metrics_file("index")],
+        "split": [layout.split_dir, layout.details_file("split"), layout.metrics_file("split")],
+        "eda": [layout.figures_dir("eda"), layout.details_file("eda"), layout.metrics_file("eda")],
+        "analysis": [
+            layout.figures_dir("analysis"),
+            layout.details_file("analysis"),
+            layout.metrics_file("analysis"),
+        ],
+        "ranking": [layout.details_file("ranking"), layout.metrics_dir("ranking")],
+        "crossval": [layout.details_file("crossval"), layout.metrics_dir("crossval")],
+        "kgrid_report": [layout.figures_dir("kgrid"), layout.metrics_dir("kgrid")],
     }
-    for model in cfg.models:
-        expected[f"train@{model}"] = [
+    for model in [*cfg.models, "als_tuned"]:
+        expected["tuned@als" if model == "als_tuned" else f"train@{model}"] = [
             layout.model_dir(model),
             layout.figures_dir(model),
+            layout.details_file(model),
             layout.metrics_file(model),
             layout.curve_file(model),
         ]
@@ -132,16 +137,11 @@ def test_dvc_outputs_are_where_the_layout_writes():
             folder / "best_params.json",
             folder / "optuna.db",
             layout.figures_dir(name),
+            layout.details_file(name),
             layout.metrics_file(name),
         ]
     for K in cfg.kgrid.Ks:
         expected[f"kgrid@{K}"] = [layout.kgrid_file(K)]
-    expected["tuned@als"] = [
-        layout.model_dir("als_tuned"),
-        layout.figures_dir("als_tuned"),
-        layout.metrics_file("als_tuned"),
-        layout.curve_file("als_tuned"),
-    ]
     stages = _resolved_stages(REPO_ROOT)
     assert set(stages) == set(expected)
     for name, stage in stages.items():

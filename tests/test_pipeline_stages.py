@@ -32,7 +32,6 @@ TRAIN_METRIC_KEYS = {
     "test_rmse",
     "nll",
     "iterations",
-    "seconds_per_iteration",
     "model",
 }
 
@@ -48,9 +47,12 @@ def test_data_stages_write_outputs_and_metrics(tiny_project):
     tmp_path, _ = tiny_project
     index = json.loads((tmp_path / "reports/metrics/index.json").read_text())
     split = json.loads((tmp_path / "reports/metrics/split.json").read_text())
-    for key in ("n_ratings", "n_users", "n_movies", "n_genres", "sparsity"):
-        assert key in index
+    # metrics files hold the headline numbers only; the details hold the rest
+    assert set(index) == {"n_ratings", "n_users", "n_movies", "n_genres"}
+    assert set(split) == {"n_train", "n_val", "n_test"}
     assert split["n_train"] + split["n_test"] + split["n_val"] == index["n_ratings"]
+    details = json.loads((tmp_path / "reports/details/index.json").read_text())
+    assert details["dataset"] == "synthetic" and "sparsity" in details
     assert (tmp_path / "data/raw/synthetic/ratings.csv").is_file()
     for stage in ("download", "index", "split"):
         _, runs = _runs(tmp_path, stage)
@@ -62,15 +64,24 @@ def test_eda_stage_writes_every_figure(tiny_project):
     tmp_path, overrides = tiny_project
     summary = run_eda(compose("eda", overrides))
     figures = {p.name for p in (tmp_path / "reports/figures/eda").iterdir()}
-    assert figures == EDA_FIGURES
+    assert figures == EDA_FIGURES | {name.replace(".pdf", ".png") for name in EDA_FIGURES}
     for name in EDA_FIGURES:
-        assert (tmp_path / "reports/figures/eda" / name).read_bytes().startswith(b"%PDF")
-    assert json.loads((tmp_path / "reports/metrics/eda.json").read_text()) == json.loads(
+        pdf = (tmp_path / "reports/figures/eda" / name).read_bytes()
+        assert pdf.startswith(b"%PDF") and b"/CreationDate" not in pdf
+        png = (tmp_path / "reports/figures/eda" / name.replace(".pdf", ".png")).read_bytes()
+        assert png.startswith(b"\x89PNG")
+    assert json.loads((tmp_path / "reports/details/eda.json").read_text()) == json.loads(
         json.dumps(summary)
     )
+    assert json.loads((tmp_path / "reports/metrics/eda.json").read_text()) == {
+        "density": summary["density"],
+        "mean_rating": summary["mean_rating"],
+    }
     client, runs = _runs(tmp_path, "eda")
     artifacts = {a.path for a in client.list_artifacts(runs[0].info.run_id)}
-    assert "eda.json" in artifacts
+    assert {"metrics", "details", "figures"} <= artifacts
+    logged = {a.path for a in client.list_artifacts(runs[0].info.run_id, "figures/eda")}
+    assert {f"figures/eda/{name}" for name in EDA_FIGURES} <= logged
 
 
 @pytest.mark.parametrize(
@@ -112,6 +123,11 @@ def test_training_stage_outputs_and_mlflow_run(tiny_project, stage, figures):
     assert np.isfinite(metrics["test_rmse"]) and metrics["test_rmse"] < 1.5
     on_disk = json.loads((tmp_path / f"reports/metrics/{stage}.json").read_text())
     assert on_disk["test_rmse"] == metrics["test_rmse"]
+    assert all(isinstance(value, float) for value in on_disk.values())
+    details = json.loads((tmp_path / f"reports/details/{stage}.json").read_text())
+    assert details["model"]["name"] == stage and details["iterations"] == 3
+    timings = json.loads((tmp_path / f"reports/timings/{stage}.json").read_text())
+    assert set(timings) == {"fit_seconds", "seconds_per_iteration"}
 
     curve = pd.read_csv(tmp_path / f"reports/curves/{stage}.csv")
     sampled = (
@@ -125,7 +141,6 @@ def test_training_stage_outputs_and_mlflow_run(tiny_project, stage, figures):
         "train_rmse",
         "test_rmse",
         *sampled,
-        "seconds",
     ]
     assert curve["iteration"].tolist() == [1, 2, 3]
     if sweeps_key == "iterations":  # exact block updates never raise the NLL; draws may
@@ -133,7 +148,8 @@ def test_training_stage_outputs_and_mlflow_run(tiny_project, stage, figures):
     else:  # the saved model averages the kept draws side by side
         assert metrics["saved_model_test_rmse"] < 1.5
 
-    assert {p.name for p in (tmp_path / "reports/figures" / stage).iterdir()} == figures
+    pngs = {name.replace(".pdf", ".png") for name in figures}
+    assert {p.name for p in (tmp_path / "reports/figures" / stage).iterdir()} == figures | pngs
     model_dir = tmp_path / "data/models/synthetic" / stage
     assert {p.name for p in model_dir.iterdir()} == {"model.npz", "model.json"}
     with np.load(model_dir / "model.npz", allow_pickle=False) as npz:
@@ -143,11 +159,17 @@ def test_training_stage_outputs_and_mlflow_run(tiny_project, stage, figures):
     assert len(runs) == 1
     run = runs[0]
     assert run.data.params[f"model.{sweeps_key}"] == "3"
+    assert run.data.params["model.name"] == stage
+    assert run.info.run_name == f"{stage} K={metrics['model']['K']}"
     assert run.data.tags["git_commit"]
+    assert client.get_metric_history(run.info.run_id, "seconds")  # timings live in MLflow
     history = client.get_metric_history(run.info.run_id, "test_rmse")
     assert [m.step for m in history] == [1, 2, 3]
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert figures | {f"{stage}.json", f"{stage}.csv"} <= artifacts
+    assert {"metrics", "details", "curves", "figures", "timings"} <= artifacts
+    assert {a.path for a in client.list_artifacts(run.info.run_id, f"figures/{stage}")} >= {
+        f"figures/{stage}/{name}" for name in figures | pngs
+    }
     if "genre" in stage:
         assert {"closest_pairs", "farthest_pairs"} <= set(metrics["genres"])
 
@@ -163,7 +185,6 @@ def test_validation_split_is_scored_every_iteration(tiny_project):
         "train_rmse",
         "test_rmse",
         "val_rmse",
-        "seconds",
     ]
     assert np.isfinite(metrics["val_rmse"])
 
@@ -190,8 +211,12 @@ def test_analysis_and_ranking_stages(tiny_project):
     summary = run_analysis(compose("analysis", [*overrides, "analysis.min_ratings=2"]))
     assert summary["model"] == "als"
     figures = {p.name for p in (tmp_path / "reports/figures/analysis").iterdir()}
-    assert "variance_vs_norm_by_tier.pdf" in figures and len(figures) == 5
-    assert json.loads((tmp_path / "reports/metrics/analysis.json").read_text())["model"] == "als"
+    assert "variance_vs_norm_by_tier.pdf" in figures and len(figures) == 10
+    assert json.loads((tmp_path / "reports/details/analysis.json").read_text())["model"] == "als"
+    assert set(json.loads((tmp_path / "reports/metrics/analysis.json").read_text())) == {
+        "pearson_r",
+        "spearman_rho",
+    }
 
     table = run_ranking(compose("ranking", [*overrides, "ranking.ks=[5,10]"]))
     assert set(table) == {
@@ -211,9 +236,15 @@ def test_analysis_and_ranking_stages(tiny_project):
             row
         )
         assert 0 <= row["ndcg@10"] <= 1
-    assert set(json.loads((tmp_path / "reports/metrics/ranking.json").read_text())) == {
+    assert set(json.loads((tmp_path / "reports/details/ranking.json").read_text())) == {
         *table,
         "popularity_prior",
     }
+    rows = {
+        p.stem: json.loads(p.read_text()) for p in (tmp_path / "reports/metrics/ranking").iterdir()
+    }
+    assert set(rows) == set(table)
+    for name, row in rows.items():
+        assert row == {key: table[name][key] for key in ("ndcg@10", "recall@10", "hit_rate@10")}
     _, runs = _runs(tmp_path, "ranking")
     assert {"als.ndcg_at_10", "als_prior.ndcg_at_10"} <= set(runs[0].data.metrics)

@@ -59,16 +59,25 @@ def test_sweep_never_sees_test_and_writes_outputs(tiny_project, monkeypatch):
         assert not train_pairs & test_pairs
         assert not set(zip(val.user.tolist(), val.item.tolist(), strict=True)) & test_pairs
 
-    assert {"best_params", "best_val_rmse", "test_rmse", "n_trials", "n_pruned"} <= set(metrics)
+    assert {"best_params", "val_rmse", "test_rmse", "n_trials", "n_pruned"} <= set(metrics)
     assert metrics["n_trials"] == 4 and np.isfinite(metrics["test_rmse"])
     on_disk = json.loads((tmp_path / "reports/metrics/sweep_als_notebook.json").read_text())
-    assert on_disk["best_params"] == metrics["best_params"]
+    assert on_disk == {
+        key: metrics[key] for key in ("val_rmse", "test_rmse", "train_rmse", "n_trials")
+    }
+    details = json.loads((tmp_path / "reports/details/sweep_als_notebook.json").read_text())
+    assert details["best_params"] == metrics["best_params"]
     best = json.loads(
         (tmp_path / "data/tuning/synthetic/als/notebook/best_params.json").read_text()
     )
     assert best["params"]["lam"] == metrics["best_params"]["lam"]
     figures = {p.name for p in (tmp_path / "reports/figures/sweep_als_notebook").iterdir()}
-    assert figures == {"optimization_history.pdf", "param_importances.pdf"}
+    assert figures == {
+        "optimization_history.pdf",
+        "optimization_history.png",
+        "param_importances.pdf",
+        "param_importances.png",
+    }
 
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("movielens-als/synthetic")
@@ -149,8 +158,10 @@ def test_kgrid_writes_one_result_per_k_and_a_report(tiny_project):
         assert entry["K"] == K and entry["params"]["K"] == K
     run_kgrid(compose("kgrid", [*grid, "kgrid.K=3"]))  # one K alone, as DVC runs it
     table = run_kgrid_report(compose("kgrid", grid))
-    assert set(table) == {"2", "3"}
-    assert set(table["2"]) == {"train_rmse", "test_rmse", "seconds_per_iteration"}
+    assert set(table) == {"K2", "K3"}
+    for K in (2, 3):  # a table: one metrics file per K, sharing the train stages' columns
+        row = json.loads((tmp_path / f"reports/metrics/kgrid/K{K}.json").read_text())
+        assert row == table[f"K{K}"] and set(row) == {"train_rmse", "test_rmse"}
     assert (tmp_path / "reports/figures/kgrid/rmse_vs_K.pdf").read_bytes().startswith(b"%PDF")
 
 

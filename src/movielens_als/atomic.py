@@ -142,10 +142,19 @@ def write_text(path: str | os.PathLike[str], text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
+# np.savez stamps every member with the current time, so the same arrays saved twice differ;
+# DVC hashes the bytes, and a rerun must leave dvc.lock unchanged.
+_NPZ_MEMBER_TIME = (1980, 1, 1, 0, 0, 0)
+
+
 def save_npz(path: str | os.PathLike[str], **arrays: np.ndarray) -> None:
-    """Save arrays uncompressed (memory-friendly to load) without pickling, atomically."""
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.savez(fh, **arrays)
+    """Save arrays as ``np.savez`` does (uncompressed, memory-friendly to load, never pickled),
+    atomically, with fixed member timestamps so that equal arrays give equal bytes."""
+    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as archive:
+        for name, values in arrays.items():
+            member = zipfile.ZipInfo(f"{name}.npy", date_time=_NPZ_MEMBER_TIME)
+            with archive.open(member, "w", force_zip64=True) as fh:
+                np.lib.format.write_array(fh, np.asanyarray(values), allow_pickle=False)
 
 
 def load_npz(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:

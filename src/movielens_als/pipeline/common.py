@@ -11,7 +11,7 @@ from typing import Any
 from matplotlib.figure import Figure
 from omegaconf import DictConfig, open_dict
 
-from movielens_als.atomic import atomic_paths, dump_json
+from movielens_als.atomic import atomic_paths, dump_json, write_json
 from movielens_als.config.validate import validate
 from movielens_als.errors import ConfigError
 from movielens_als.pipeline.layout import Layout
@@ -64,75 +64,140 @@ def with_model(cfg: DictConfig, key: str = "model") -> DictConfig:
 
 @contextlib.contextmanager
 def stage_run(
-    cfg: DictConfig, stage: str, sections: Iterable[str], run_name: str | None = None
+    cfg: DictConfig,
+    stage: str,
+    sections: Iterable[str],
+    output: str | None = None,
+    run_name: str | None = None,
 ) -> Iterator[NullTracker]:
-    """Validate ``cfg`` for ``stage`` and open its MLflow run (named ``run_name``, default the
-    stage), logging the config sections it reads."""
+    """Validate ``cfg`` for ``stage`` and open its MLflow run, logging the config sections it
+    reads. The run is tagged ``stage=<output>`` (what it writes, default the stage: ``als``,
+    ``als_tuned``, ``sweep``) and named ``run_name`` (default the output) in the UI."""
     validate(cfg, stage)
     layout = Layout.from_config(cfg)
     params = flatten_config({key: cfg[key] for key in sections if key in cfg})
+    output = output or stage
     tags = {
-        "stage": run_name or stage,
+        "stage": output,
         "dataset": str(cfg.dataset.name),
         "git_commit": git_commit(),
     }
     if stage not in ("download", "index", "split"):  # the split this run reads
         tags["split_dvc_hash"] = dvc_out_hash(layout.split_dir)
-    with open_tracker(cfg, run_name or stage, params, tags) as tracker:
+    with open_tracker(cfg, run_name or output, params, tags) as tracker:
         yield tracker
+
+
+# PDFs carry their creation date unless told not to; a rerun must give the same bytes.
+_PDF_METADATA = {"CreationDate": None}
+
+
+def figure_files(figures: Mapping[str, Figure]) -> list[str]:
+    """The files written for ``figures``: each as PDF (for papers) and PNG (for the MLflow UI and
+    the README, which render PNGs inline)."""
+    return [f for name in figures for f in (name, str(Path(name).with_suffix(".png")))]
 
 
 def _write_figures(figures: Mapping[str, Figure], folder: Path) -> None:
     folder.mkdir(parents=True)
     for name, figure in figures.items():
-        figure.savefig(folder / name, format="pdf", bbox_inches="tight")
+        figure.savefig(folder / name, format="pdf", bbox_inches="tight", metadata=_PDF_METADATA)
+        png = Path(name).with_suffix(".png")
+        figure.savefig(folder / png, format="png", bbox_inches="tight", dpi=120)
+
+
+def check_metrics(metrics: Mapping[str, Any], where: Path) -> None:
+    """Metrics files hold numbers only (DVC compares them; names and lists go to details)."""
+    for key, value in metrics.items():
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise TypeError(f"{where}: metric {key!r} is {value!r}, not a number")
 
 
 def publish(
     tracker: NullTracker,
     layout: Layout,
     name: str,
-    metrics: Mapping[str, Any],
+    metrics: Mapping[str, float] | None = None,
     *,
+    metric_rows: Mapping[str, Mapping[str, float]] | None = None,
+    details: Mapping[str, Any] | None = None,
+    timings: Mapping[str, float] | None = None,
     figures: Mapping[str, Figure] | None = None,
     curve: Any = None,
     writers: Mapping[Path, Callable[[Path], None]] | None = None,
     artifacts: Iterable[Path] = (),
     logged: Mapping[str, float] | None = None,
 ) -> None:
-    """Publish stage output ``name`` together: its metrics JSON, curve CSV, figures and every
-    ``writers`` entry (target path → function writing it at a given path, e.g. the model
-    folder) are all written under temporary names first, then all renamed into place, so a
-    killed or failing run leaves the previous generation whole. Then the MLflow run gets the
-    metrics (``logged``, default every top-level number of ``metrics``) and every file as an
-    artifact. ``layout`` is where the run writes (``Layout.outputs``)."""
+    """Publish stage output ``name`` together. What DVC tracks — the metrics (``metrics`` as
+    ``metrics/<name>.json``, or a table ``metric_rows`` as ``metrics/<name>/<row>.json``), the
+    ``details`` JSON, the curve CSV, the figures and every ``writers`` entry (target path →
+    function writing it at a given path, e.g. the model folder) — is written under temporary
+    names first, then all renamed into place, so a killed or failing run leaves the previous
+    generation whole. ``timings`` (seconds; different on every run, so never a DVC output) go
+    to ``timings/<name>.json`` and MLflow. Then the MLflow run gets the metrics (``logged``,
+    default the metrics themselves) and every file as an artifact. ``layout`` is where the run
+    writes (``Layout.outputs``)."""
     outputs: dict[Path, Callable[[Path], None]] = dict(writers or {})
+    files: list[Path] = []
     if curve is not None:
         outputs[layout.curve_file(name)] = lambda tmp: curve.to_csv(tmp, index=False)
+        files.append(layout.curve_file(name))
     if figures:
         outputs[layout.figures_dir(name)] = lambda tmp: _write_figures(figures, tmp)
-    outputs[layout.metrics_file(name)] = lambda tmp: dump_json(
-        tmp, metrics, name=layout.metrics_file(name)
-    )
+        files += [layout.figures_dir(name) / f for f in figure_files(figures)]
+    if details is not None:
+        outputs[layout.details_file(name)] = lambda tmp: dump_json(
+            tmp, details, name=layout.details_file(name)
+        )
+        files.append(layout.details_file(name))
+    if metric_rows is not None:
+        folder = layout.metrics_dir(name)
+        for row, values in metric_rows.items():
+            check_metrics(values, folder / f"{row}.json")
+
+        def write_rows(tmp: Path) -> None:
+            tmp.mkdir(parents=True)
+            for row, values in metric_rows.items():
+                dump_json(tmp / f"{row}.json", values, name=folder / f"{row}.json")
+
+        outputs[folder] = write_rows
+        files += [folder / f"{row}.json" for row in metric_rows]
+        default_logged = {
+            f"{row}.{key}": value
+            for row, values in metric_rows.items()
+            for key, value in values.items()
+        }
+    else:
+        metrics = dict(metrics or {})
+        check_metrics(metrics, layout.metrics_file(name))
+        outputs[layout.metrics_file(name)] = lambda tmp: dump_json(
+            tmp, metrics, name=layout.metrics_file(name)
+        )
+        files.insert(0, layout.metrics_file(name))
+        default_logged = metrics
     with atomic_paths(*outputs) as temporaries:
         for tmp, write in zip(temporaries, outputs.values(), strict=True):
             write(tmp)
-    files = [layout.metrics_file(name)]
-    if curve is not None:
-        files.append(layout.curve_file(name))
-    if figures:
-        files += [layout.figures_dir(name) / figure for figure in figures]
-    tracker.log_metrics(numeric_metrics(metrics) if logged is None else dict(logged))
-    tracker.log_artifacts([*files, *artifacts])
+    if timings:
+        write_json(layout.timings_file(name), dict(timings))
+        files.append(layout.timings_file(name))
+    tracker.log_metrics({**(default_logged if logged is None else logged), **(timings or {})})
+    tracker.log_artifacts(files, root=layout.reports)
+    tracker.log_artifacts(artifacts)
 
 
-def numeric_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
-    """The top-level numbers of a metrics dict (MLflow metrics are scalars)."""
+def numeric_metrics(values: Mapping[str, Any]) -> dict[str, float]:
+    """The top-level numbers of a dict (what a metrics file or an MLflow metric can hold)."""
     return {
         key: float(value)
-        for key, value in metrics.items()
+        for key, value in values.items()
         if isinstance(value, int | float) and not isinstance(value, bool)
     }
+
+
+def pick(values: Mapping[str, Any], *keys: str) -> dict[str, Any]:
+    """The headline metrics of a stage's summary (the whole summary goes to its details)."""
+    return {key: values[key] for key in keys}
 
 
 def split_as_configured(

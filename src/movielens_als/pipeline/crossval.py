@@ -89,5 +89,11 @@ def run_crossval(cfg: DictConfig) -> dict[str, Any]:
             for name, row in table["models"].items()
             for key in ("rmse_mean", "rmse_std")
         }
-        publish(tracker, layout.outputs, "crossval", table, logged=logged)
+        # one metrics file per model (test RMSE mean over the folds, and its spread), so that
+        # `dvc metrics show` puts them in the train stages' test_rmse column
+        rows = {
+            name: {"test_rmse": row["rmse_mean"], "test_rmse_std": row["rmse_std"]}
+            for name, row in table["models"].items()
+        }
+        publish(tracker, layout.outputs, "crossval", metric_rows=rows, details=table, logged=logged)
     return table

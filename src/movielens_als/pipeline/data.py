@@ -6,7 +6,13 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from movielens_als.pipeline.common import publish, split_as_configured, stage_run
+from movielens_als.pipeline.common import (
+    numeric_metrics,
+    pick,
+    publish,
+    split_as_configured,
+    stage_run,
+)
 from movielens_als.pipeline.layout import Layout
 
 
@@ -57,7 +63,14 @@ def run_index(cfg: DictConfig) -> dict[str, Any]:
         movies = read_movies(release, layout.raw_dir)
         data, metrics = build_index(ratings, movies, release)
         save_index(data, layout.outputs.index_dir)
-        publish(tracker, layout.outputs, "index", metrics)
+        publish(
+            tracker,
+            layout.outputs,
+            "index",
+            pick(metrics, "n_ratings", "n_users", "n_movies", "n_genres"),
+            details=metrics,
+            logged=numeric_metrics(metrics),
+        )
     return metrics
 
 
@@ -71,5 +84,12 @@ def run_split(cfg: DictConfig) -> dict[str, Any]:
         data = load_index(layout.index_dir)
         split, metrics = split_as_configured(data, cfg)
         save_split(split, layout.outputs.split_dir)
-        publish(tracker, layout.outputs, "split", metrics)
+        publish(
+            tracker,
+            layout.outputs,
+            "split",
+            pick(metrics, "n_train", "n_val", "n_test"),
+            details=metrics,
+            logged=numeric_metrics(metrics),
+        )
     return metrics

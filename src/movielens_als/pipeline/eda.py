@@ -6,7 +6,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from movielens_als.pipeline.common import publish, stage_run
+from movielens_als.pipeline.common import numeric_metrics, pick, publish, stage_run
 from movielens_als.pipeline.layout import Layout
 
 
@@ -27,5 +27,13 @@ def run_eda(cfg: DictConfig) -> dict[str, Any]:
             seed=cfg.eda.seed,
         )
         summary = eda_summary(eda)
-        publish(tracker, layout.outputs, "eda", summary, figures=eda_figures(eda))
+        publish(
+            tracker,
+            layout.outputs,
+            "eda",
+            pick(summary, "density", "mean_rating"),
+            details=summary,
+            figures=eda_figures(eda),
+            logged=numeric_metrics(summary),
+        )
     return summary

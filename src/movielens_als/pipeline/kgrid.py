@@ -62,13 +62,15 @@ def run_kgrid(cfg: DictConfig) -> dict[str, Any]:
                 "K": K,
                 "train_rmse": float(last.train_rmse),
                 "test_rmse": float(last.eval_rmse["test"]),
-                "seconds_per_iteration": float(np.median([r.seconds for r in result.history])),
                 "iterations": len(result.history),
                 "model": str(grid.model),
                 "params": params.to_dict(),
             }
             write_json(layout.outputs.kgrid_file(K), entry)
-            tracker.log_metrics(numeric_metrics(entry))
+            tracker.log_params({f"model.{k}": v for k, v in params.to_dict().items()})
+            # seconds go to MLflow only: the K file is a DVC output and must not change on rerun
+            seconds = float(np.median([r.seconds for r in result.history]))
+            tracker.log_metrics({**numeric_metrics(entry), "seconds_per_iteration": seconds})
             tracker.log_artifacts([layout.outputs.kgrid_file(K)])
         results[str(K)] = entry
     return results
@@ -86,10 +88,8 @@ def run_kgrid_report(cfg: DictConfig) -> dict[str, Any]:
             if not path.is_file():
                 raise DataError(f"{path}: no result for K={K}; run the kgrid stage for it first")
             entry = json.loads(path.read_text())
-            table[str(K)] = {
-                key: entry[key] for key in ("train_rmse", "test_rmse", "seconds_per_iteration")
-            }
-        ks = np.array([int(k) for k in table])
+            table[f"K{K}"] = {key: entry[key] for key in ("test_rmse", "train_rmse")}
+        ks = np.array([int(k[1:]) for k in table])
         figure = rmse_vs_k_figure(
             ks,
             np.array([v["train_rmse"] for v in table.values()]),
@@ -102,10 +102,10 @@ def run_kgrid_report(cfg: DictConfig) -> dict[str, Any]:
             tracker,
             layout.outputs,
             "kgrid",
-            table,
+            metric_rows=table,
             figures={"rmse_vs_K.pdf": figure},
             logged={
-                "lowest_test_rmse_K": int(lowest),
+                "lowest_test_rmse_K": int(lowest[1:]),
                 "lowest_test_rmse": table[lowest]["test_rmse"],
             },
         )

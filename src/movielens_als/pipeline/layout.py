@@ -71,7 +71,21 @@ class Layout:
         return self.results / "kgrid" / self.dataset / f"K{K}.json"
 
     def metrics_file(self, stage: str) -> Path:
+        """Git-tracked, compared by ``dvc metrics``: numbers only."""
         return self.reports / "metrics" / f"{stage}.json"
+
+    def metrics_dir(self, stage: str) -> Path:
+        """A stage whose metrics are a table (one file per row: model, scorer), so that
+        ``dvc metrics show`` shares the columns between rows."""
+        return self.reports / "metrics" / stage
+
+    def details_file(self, stage: str) -> Path:
+        """Everything else a stage reports (lists, names, its resolved model): cached by DVC."""
+        return self.reports / "details" / f"{stage}.json"
+
+    def timings_file(self, stage: str) -> Path:
+        """Wall-clock times: never a DVC output (they differ on every run), MLflow has them."""
+        return self.reports / "timings" / f"{stage}.json"
 
     def curve_file(self, stage: str) -> Path:
         return self.reports / "curves" / f"{stage}.csv"

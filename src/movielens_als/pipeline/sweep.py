@@ -104,7 +104,10 @@ def run_sweep(cfg: DictConfig) -> dict[str, Any]:
     metrics_name = f"sweep_{tuned_model}_{space.name}"  # reports/…/sweep_<model>_<space>
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
-    with stage_run(cfg, "sweep", ["dataset", "split", "model", "search", "tuning"]) as parent:
+    run_name = f"sweep {tuned_model} {space.name}"
+    with stage_run(
+        cfg, "sweep", ["dataset", "split", "model", "search", "tuning"], run_name=run_name
+    ) as parent:
         data = load_index(layout.index_dir)
         split, _ = split_as_configured(data, cfg, val_fraction=tuning.val_fraction)
         genres = data.movie_genres if base.uses_genres else None
@@ -119,7 +122,7 @@ def run_sweep(cfg: DictConfig) -> dict[str, Any]:
                 "model": tuned_model,
             }
             with open_tracker(
-                cfg, f"trial-{outcome.number}", outcome.params, tags, nested=True
+                cfg, f"{run_name} #{outcome.number}", outcome.params, tags, nested=True
             ) as child:
                 child.log_metric_series({"val_rmse": outcome.val_rmse})
                 child.log_metrics({"seconds": outcome.seconds})
@@ -135,6 +138,7 @@ def run_sweep(cfg: DictConfig) -> dict[str, Any]:
             "genres": genres is not None,
             "dataset": str(cfg.dataset.name),
         }
+        study_name = f"{space.name}-{space.fingerprint(**settings)}"
         study = run_study(
             split.train,
             split.val.to_ratings(),
@@ -143,7 +147,7 @@ def run_sweep(cfg: DictConfig) -> dict[str, Any]:
             n_trials=tuning.n_trials,
             seed=tuning.seed,
             storage=f"sqlite:///{(out_dir / STUDY_DB).resolve()}",
-            study_name=f"{space.name}-{space.fingerprint(**settings)}",
+            study_name=study_name,
             movie_genres=genres,
             pruning=tuning.pruning,
             pruner_startup_trials=tuning.pruner_startup_trials,
@@ -170,10 +174,7 @@ def run_sweep(cfg: DictConfig) -> dict[str, Any]:
         trials = study.get_trials(deepcopy=False)
         states = [t.state for t in trials]
         metrics = {
-            "model": tuned_model,
-            "search": space.name,
-            "best_params": {key: best[key] for key in [*space.params, *space.fixed]},
-            "best_val_rmse": float(study.best_value),
+            "val_rmse": float(study.best_value),
             "test_rmse": float(final.history[-1].eval_rmse["test"]),
             "train_rmse": float(final.history[-1].train_rmse),
             "n_trials": len(
@@ -183,6 +184,12 @@ def run_sweep(cfg: DictConfig) -> dict[str, Any]:
                     if s in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
                 ]
             ),
+        }
+        details = {
+            "model": tuned_model,
+            "search": space.name,
+            "study": study_name,
+            "best_params": {key: best[key] for key in [*space.params, *space.fixed]},
             "n_pruned": states.count(optuna.trial.TrialState.PRUNED),
             "n_failed": states.count(optuna.trial.TrialState.FAIL),
             "final_iterations": tuning.final_iterations,
@@ -190,20 +197,25 @@ def run_sweep(cfg: DictConfig) -> dict[str, Any]:
         best_file = {
             "model": tuned_model,
             "search": space.name,
+            "study": study_name,
+            "storage": (layout.tuning_dir(tuned_model, space.name) / STUDY_DB).as_posix(),
             "val_rmse": float(study.best_value),
             "tuned_keys": [*space.params, *space.fixed],
             "params": best,
         }
+        parent.log_params({f"best.{key}": value for key, value in details["best_params"].items()})
         publish(
             parent,
             layout.outputs,
             metrics_name,
             metrics,
+            details=details,
             figures=_tuning_figures(study, space),
             writers={out_dir / BEST_PARAMS: lambda tmp: dump_json(tmp, best_file)},
             artifacts=[out_dir / BEST_PARAMS],
+            logged={**metrics, "n_pruned": details["n_pruned"], "n_failed": details["n_failed"]},
         )
-    return metrics
+    return {**metrics, **details}
 
 
 def _union(a: RatingMatrix, b: RatingMatrix) -> RatingMatrix:

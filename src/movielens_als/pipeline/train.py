@@ -8,17 +8,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from movielens_als.errors import DataError
-from movielens_als.pipeline.common import (
-    numeric_metrics,
-    publish,
-    stage_run,
-    stage_view,
-    with_model,
-)
+from movielens_als.pipeline.common import publish, stage_run, stage_view, with_model
 from movielens_als.pipeline.layout import Layout
 from movielens_als.pipeline.sweep import load_best_params
 
@@ -47,12 +42,15 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
     tuned_space = cfg.get("tuned")
     # A model trained with a sweep's parameters is written under its own name (<name>_tuned).
     output = f"{name}_tuned" if tuned_space else name
-    with stage_run(
-        cfg, "train", ["dataset", "split", "model", "tuned"], run_name=output
-    ) as tracker:
+    with stage_run(cfg, "train", ["dataset", "split", "tuned"], output=output) as tracker:
         tuned = load_best_params(layout, tuned_space, model=name) if tuned_space else None
         params = model_settings(cfg.model, tuned)
         variant = variant_of(params)
+        # what the fitted model actually uses (a tuned run's values come from the sweep)
+        tracker.log_params(
+            {"model.name": name, **{f"model.{k}": v for k, v in params.to_dict().items()}}
+        )
+        tracker.set_tags(run_tags(output, params, tuned))
         split = load_split(layout.split_dir)
         index = None
         if params.uses_genres:
@@ -69,6 +67,7 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
             evals["val"] = split.val.to_ratings()
 
         rows: list[dict[str, float]] = []
+        seconds: list[float] = []
 
         def record_iteration(record) -> None:
             row = {
@@ -78,10 +77,11 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
             }
             row.update({f"{key}_rmse": value for key, value in record.eval_rmse.items()})
             row.update(record.extra)
-            row["seconds"] = record.seconds
             rows.append(row)
+            seconds.append(record.seconds)
             tracker.log_metrics(
-                {k: v for k, v in row.items() if k != "iteration"}, step=record.iteration
+                {**{k: v for k, v in row.items() if k != "iteration"}, "seconds": record.seconds},
+                step=record.iteration,
             )
 
         started = time.perf_counter()
@@ -94,31 +94,28 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
         )
         fit_seconds = time.perf_counter() - started
 
+        # the curve holds quality only: per-iteration seconds differ on every run (MLflow has them)
         curve = pd.DataFrame(rows)
-
         last = rows[-1]
-        metrics: dict[str, Any] = {
+        metrics: dict[str, float] = {
+            "test_rmse": last["test_rmse"],
             "train_rmse": last["train_rmse"],
-            "test_rmse": last.get("test_rmse"),
-            **({"val_rmse": last["val_rmse"]} if "val_rmse" in last else {}),
-            "nll": last["nll"],
-            "iterations": len(rows),
-            "seconds_per_iteration": float(curve["seconds"].median()),
-            "fit_seconds": fit_seconds,
-            "n_train": int(split.train.nnz),
-            "n_test": int(split.test.nnz),
-            "eval_coverage": result.eval_coverage,
-            "model": params.to_dict(),
-            **(
-                {"tuned": {"search": tuned["search"], "val_rmse": tuned["val_rmse"]}}
-                if tuned
-                else {}
-            ),
         }
+        if "val_rmse" in last:
+            metrics["val_rmse"] = last["val_rmse"]
         if result.model.K != params.K:  # a model averaging several draws: score what was saved
             from movielens_als.core.model import rmse
 
             metrics["saved_model_test_rmse"] = rmse(result.model, evals["test"])
+        details: dict[str, Any] = {
+            "model": {"name": name, **params.to_dict()},
+            **({"tuned": _tuned_source(tuned)} if tuned else {}),
+            "nll": last["nll"],
+            "iterations": len(rows),
+            "n_train": int(split.train.nnz),
+            "n_test": int(split.test.nnz),
+            "eval_coverage": result.eval_coverage,
+        }
         title = f"{cfg.model.get('title', name)} — {cfg.dataset.name}"
         figures = {
             str(cfg.model.get("figure", f"{name}_convergence.pdf")): _convergence_figure(
@@ -130,25 +127,52 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
                 result.model.genre_factors, index.genre_names
             )
             figures.update(genre_figures)
-            metrics["genres"] = genre_stats
+            details["genres"] = genre_stats
 
-        # Per-iteration keys already hold their final value as their last step.
         def write_model(folder) -> None:
             folder.mkdir(parents=True)
             save_model(result.model, folder / "model")
 
-        # the model, its curve, figures and metrics appear together (write all, rename all)
+        # the model, its curve, figures, metrics and details appear together (write all, rename all)
         publish(
             tracker,
             layout.outputs,
             output,
             metrics,
+            details=details,
+            timings={
+                "fit_seconds": fit_seconds,
+                "seconds_per_iteration": float(np.median(seconds)),
+            },
             figures=figures,
             curve=curve,
             writers={layout.outputs.model_dir(output): write_model},
-            logged={k: v for k, v in numeric_metrics(metrics).items() if k not in curve.columns},
+            # per-iteration keys already hold their final value as their last step
+            logged={k: v for k, v in metrics.items() if k not in curve.columns},
         )
-    return metrics
+    return {**metrics, **details}
+
+
+def run_tags(output: str, params, tuned: dict[str, Any] | None) -> dict[str, str]:
+    """The run's name in the MLflow UI (``als K=32``) and, for a tuned model, where its values
+    came from."""
+    tags = {"mlflow.runName": f"{output} K={params.K}"}
+    if tuned:
+        source = _tuned_source(tuned)
+        tags.update({f"tuned.{key}": str(value) for key, value in source.items()})
+    return tags
+
+
+def _tuned_source(tuned: dict[str, Any]) -> dict[str, Any]:
+    """Which sweep a tuned model's values came from: its search space, Optuna study and store,
+    and the validation RMSE it was chosen by."""
+    return {
+        "search": tuned["search"],
+        "study": tuned.get("study"),
+        "storage": tuned.get("storage"),
+        "val_rmse": tuned["val_rmse"],
+        "keys": ",".join(tuned["tuned_keys"]),
+    }
 
 
 def _convergence_figure(curve: pd.DataFrame, title: str, step: str, objective: str):

@@ -49,7 +49,8 @@ def run_analysis(cfg: DictConfig) -> dict[str, Any]:
             tracker,
             layout.outputs,
             "analysis",
-            summary,
+            {key: overall[key] for key in ("pearson_r", "spearman_rho") if key in overall},
+            details=summary,
             figures=factor_figures(analysis),
             logged={
                 f"variance_vs_norm_{k}": v for k, v in overall.items() if isinstance(v, int | float)
@@ -113,7 +114,16 @@ def run_ranking(cfg: DictConfig) -> dict[str, Any]:
             for metric, value in row.items()
             if isinstance(value, int | float)
         }
-        publish(tracker, layout.outputs, "ranking", table, logged=logged)
+        # one metrics file per scorer with its headline numbers at the largest K (the whole
+        # table, every K and the prior weights, is in the details)
+        k = ks[-1]
+        headline = (f"ndcg@{k}", f"recall@{k}", f"hit_rate@{k}")
+        rows = {
+            name: {key: row[key] for key in headline}
+            for name, row in table.items()
+            if name != "popularity_prior"
+        }
+        publish(tracker, layout.outputs, "ranking", metric_rows=rows, details=table, logged=logged)
     return table
 
 

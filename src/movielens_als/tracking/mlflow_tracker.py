@@ -39,10 +39,13 @@ class NullTracker:
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         return None
 
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        return None
+
     def log_metric_series(self, series: Mapping[str, Sequence[float]], first_step: int = 1) -> None:
         return None
 
-    def log_artifacts(self, paths: Iterable[str | Path]) -> None:
+    def log_artifacts(self, paths: Iterable[str | Path], root: str | Path | None = None) -> None:
         return None
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
@@ -115,6 +118,11 @@ class StageTracker(NullTracker):
         values = {k: float(v) for k, v in metrics.items() if v is not None}
         mlflow.log_metrics(values, step=step)
 
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        """Params known only once the run is open (e.g. a tuned model's values). A key the
+        run logged already must keep its value (MLflow params are immutable)."""
+        _log_params(params)
+
     def log_metric_series(self, series: Mapping[str, Sequence[float]], first_step: int = 1) -> None:
         """Log whole per-step series in one request (one store commit, not one per step)."""
         import mlflow
@@ -128,15 +136,23 @@ class StageTracker(NullTracker):
         ]
         mlflow.tracking.MlflowClient(self.uri).log_batch(self.run_id, metrics=metrics)
 
-    def log_artifacts(self, paths: Iterable[str | Path]) -> None:
+    def log_artifacts(self, paths: Iterable[str | Path], root: str | Path | None = None) -> None:
+        """Log files and folders; under ``root`` they keep their folders relative to it
+        (``metrics/als.json``, ``details/als.json``, ``figures/als/….png``), else they go to
+        the top (a folder as its name)."""
         import mlflow
 
         for path in paths:
             path = Path(path)
+            folder = None
+            if root is not None and path.is_relative_to(root):
+                relative = path.relative_to(root)
+                folder = relative.parent.as_posix() if relative.parent != Path() else None
             if path.is_dir():
-                mlflow.log_artifacts(str(path), artifact_path=path.name)
+                name = path.name if folder is None else f"{folder}/{path.name}"
+                mlflow.log_artifacts(str(path), artifact_path=name)
             elif path.is_file():
-                mlflow.log_artifact(str(path))
+                mlflow.log_artifact(str(path), artifact_path=folder)
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
         import mlflow
