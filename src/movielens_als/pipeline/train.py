@@ -148,6 +148,13 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
             writers={layout.outputs.model_dir(output): write_model},
             logged={k: v for k, v in numeric_metrics(metrics).items() if k not in curve.columns},
         )
+        from movielens_als.api import Recommender
+        from movielens_als.data.index import load_index
+
+        # MLflow gets the model as a pyfunc on raw ids (the index's maps) and the resolved config
+        index = index or load_index(layout.index_dir)
+        tracker.log_model(Recommender.from_index(result.model, index, split.train, name=output))
+        tracker.log_config(cfg)
     return metrics
 
 
