@@ -111,6 +111,20 @@ class Recommender:
         self._user_index = {int(u): i for i, u in enumerate(self.user_ids)}
         self._movie_index = {int(m): i for i, m in enumerate(self.movie_ids)}
 
+    @classmethod
+    def from_index(cls, model: Any, index: Any, train: RatingMatrix, name: str) -> Recommender:
+        """A model the pipeline fitted on ``train`` (the split's training ratings), with the
+        raw ids, titles and rating scale of ``index`` (``data.index.IndexedData``)."""
+        return cls(
+            model,
+            index.user_ids,
+            index.movie_ids,
+            train.by_user,
+            name=name,
+            titles=list(index.titles),
+            rating_scale=tuple(index.rating_scale),
+        )
+
     # -- ids -------------------------------------------------------------------------------
 
     def user_index(self, user_id: int) -> int:
@@ -391,15 +405,9 @@ def load_trained(
             f"no trained model {model!r} in {layout.model_dir(model).parent} "
             f"(trained: {', '.join(trained) or 'none; run dvc repro first'})"
         )
-    fitted = load_model(layout.model_dir(model) / "model")
-    index = load_index(layout.index_dir)
-    train = load_split(layout.split_dir).train
-    return Recommender(
-        fitted,
-        index.user_ids,
-        index.movie_ids,
-        train.by_user,
+    return Recommender.from_index(
+        load_model(layout.model_dir(model) / "model"),
+        load_index(layout.index_dir),
+        load_split(layout.split_dir).train,
         name=model,
-        titles=list(index.titles),
-        rating_scale=tuple(index.rating_scale),
     )

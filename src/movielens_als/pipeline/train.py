@@ -150,6 +150,14 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
             # per-iteration keys already hold their final value as their last step
             logged={k: v for k, v in metrics.items() if k not in curve.columns},
         )
+        from movielens_als.api import Recommender
+        from movielens_als.data.index import load_index
+
+        # MLflow gets the model as a pyfunc on raw ids (the index's maps) and the resolved config
+        if tracker.active:  # (the index is read for its id maps only when there is a run)
+            index = index or load_index(layout.index_dir)
+            tracker.log_model(Recommender.from_index(result.model, index, split.train, name=output))
+            tracker.log_config(cfg)
     return {**metrics, **details}
 
 

@@ -29,6 +29,7 @@ class NullTracker:
     """Stands in when tracking is disabled: every call is accepted and ignored."""
 
     run_id: str | None = None
+    active = False  # whether calls reach a run (callers skip work whose result only MLflow uses)
 
     def __enter__(self) -> NullTracker:
         return self
@@ -51,9 +52,17 @@ class NullTracker:
     def set_tags(self, tags: Mapping[str, str]) -> None:
         return None
 
+    def log_model(self, recommender: Any) -> None:
+        return None
+
+    def log_config(self, cfg: DictConfig) -> None:
+        return None
+
 
 class StageTracker(NullTracker):
     """An MLflow run for one stage: params, tags, per-iteration metrics and artifacts."""
+
+    active = True
 
     def __init__(
         self,
@@ -159,7 +168,22 @@ class StageTracker(NullTracker):
 
         mlflow.set_tags(dict(tags))
 
+    def log_model(self, recommender: Any) -> None:
+        """``recommender`` (an ``api.Recommender``) as the pyfunc model ``model`` of this run,
+        loadable as ``runs:/<run_id>/model``."""
+        from movielens_als.tracking.pyfunc import log_recommender
 
+        log_recommender(recommender, name=MODEL_NAME)
+
+    def log_config(self, cfg: DictConfig) -> None:
+        """The config the stage ran with, interpolations resolved, as ``config.yaml``."""
+        import mlflow
+
+        mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), CONFIG_ARTIFACT)
+
+
+MODEL_NAME = "model"  # runs:/<run_id>/model
+CONFIG_ARTIFACT = "config.yaml"
 HOST_TAG = "movielens_als.host"
 PID_TAG = "movielens_als.pid"
 
