@@ -166,39 +166,52 @@ def test_kgrid_writes_one_result_per_k_and_a_report(tiny_project):
 
 
 @pytest.mark.slow
-def test_multirun_creates_one_mlflow_run_per_job(tiny_project):
+def test_concurrent_multiruns_never_share_a_folder(tiny_project):
+    """Three multiruns started at once (the same second) with Hydra's default folders: every
+    job writes its own folder, one MLflow run per job, named after its swept values."""
     tmp_path, overrides = tiny_project
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "movielens_als.stages.train",
-            "-m",
-            "model=als",
-            "model.K=2,3",
-            "model.iterations=2",
-            *overrides,
-            f"hydra.sweep.dir={tmp_path / 'multirun'}",
-        ],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr
+    env["MOVIELENS_ALS_CONF"] = str(REPO_ROOT / "conf")
+    processes = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "movielens_als.stages.train",
+                "-m",
+                "model=als",
+                f"model.K={2 + 2 * n},{3 + 2 * n}",
+                "model.iterations=2",
+                *overrides,
+            ],
+            cwd=tmp_path,  # Hydra's folders (outputs/multirun/…) are relative to it
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for n in range(3)
+    ]
+    for process in processes:
+        _, stderr = process.communicate(timeout=600)
+        assert process.returncode == 0, stderr
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("movielens-als/synthetic")
     runs = client.search_runs([experiment.experiment_id], filter_string="tags.stage = 'als'")
-    assert sorted(r.data.params["model.K"] for r in runs) == ["2", "3"]
-    # each job wrote into its own folder, never over the pipeline's outputs
+    assert sorted(int(r.data.params["model.K"]) for r in runs) == [2, 3, 4, 5, 6, 7]
+    for run in runs:  # "als K=4 #0 model.K=4"
+        K = run.data.params["model.K"]
+        assert run.info.run_name.startswith(f"als K={K} #") and f"model.K={K}" in run.info.run_name
+    # never over the pipeline's outputs; every job its own folder, each with its own model
     assert not (tmp_path / "reports/metrics/als.json").exists()
-    assert not (tmp_path / "data/models/synthetic/als").exists()
-    for job in ("0", "1"):
-        assert (tmp_path / "multirun" / job / "reports/metrics/als.json").is_file()
-        assert (tmp_path / "multirun" / job / "data/models/synthetic/als/model.npz").is_file()
-    assert not (REPO_ROOT / "multirun").exists()
+    jobs = sorted((tmp_path / "outputs/multirun").glob("*/*/[0-9]"))
+    assert len(jobs) == 6 and len({job.parent for job in jobs}) == 3
+    Ks = sorted(
+        json.loads((job / "data/models/synthetic/als/model.json").read_text())["K"] for job in jobs
+    )
+    assert Ks == [2, 3, 4, 5, 6, 7]
+    for job in jobs:
+        assert (job / "reports/metrics/als.json").is_file()
 
 
 def test_training_with_tuned_parameters_writes_its_own_outputs(tiny_project):

@@ -31,6 +31,23 @@ def conf_dir() -> Path:
     )
 
 
+RUN_STAMP_RESOLVER = "run_stamp"
+
+
+def register_resolvers() -> None:
+    """``${run_stamp:}``: this process's start time and pid (``14-03-07-51234``), naming Hydra's
+    run and multirun folders (conf/base.yaml). ``${now:…}`` alone gives the same folder to runs
+    started in the same second, which then overwrite each other's jobs; the pid cannot repeat
+    among live processes. Cached, and Hydra copies the cache to every job of a multirun, so
+    the jobs of one multirun share the folder (each in its own numbered subfolder)."""
+    import datetime
+
+    from omegaconf import OmegaConf
+
+    stamp = f"{datetime.datetime.now():%H-%M-%S}-{os.getpid()}"
+    OmegaConf.register_new_resolver(RUN_STAMP_RESOLVER, lambda: stamp, use_cache=True, replace=True)
+
+
 def compose(config_name: str, overrides: Sequence[str] = (), *, resolve: bool = True) -> DictConfig:
     """Compose ``conf/<config_name>.yaml`` with Hydra overrides, as the stage would see it."""
     from hydra import compose as hydra_compose

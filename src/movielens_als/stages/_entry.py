@@ -11,7 +11,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from movielens_als.config.compose import conf_dir
+from movielens_als.config.compose import conf_dir, register_resolvers
 from movielens_als.errors import MovieLensError
 
 ERROR_EXIT_CODE = 2
@@ -70,6 +70,7 @@ def hydra_entry(
             raise
 
     def main() -> None:
+        register_resolvers()
         # Name the job after the stage (Hydra would call every stage "_entry" in its logs).
         if not any(arg.startswith("hydra.job.name=") for arg in sys.argv[1:]):
             sys.argv.append(f"hydra.job.name={stage}")
@@ -88,7 +89,12 @@ def _isolate_multirun_job(cfg: DictConfig) -> DictConfig:
 
     if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
         return cfg
-    job_dir = Path(HydraConfig.get().runtime.output_dir)
+    hydra_cfg = HydraConfig.get()
+    job_dir = Path(hydra_cfg.runtime.output_dir)
+    # the job's values of the swept keys (those the command line gave as a sweep, e.g.
+    # model.K=2,3 → model.K=2), so its MLflow run says which job it is
+    swept = [o for o in hydra_cfg.overrides.task if o not in sys.argv[1:]]
     with open_dict(cfg):
         cfg.paths.outputs = str(job_dir)
+        cfg.tracking.run_label = f"#{hydra_cfg.job.num} " + " ".join(swept)
     return cfg

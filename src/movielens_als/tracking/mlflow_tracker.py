@@ -74,10 +74,13 @@ class StageTracker(NullTracker):
         artifact_root: str | Path | None = None,
         timeout_s: float = 10.0,
         nested: bool = False,
+        label: str | None = None,
     ) -> None:
+        """``label`` (a multirun job's number and swept values) follows the run's name."""
         self.uri = uri
         self.experiment = experiment
-        self.run_name = run_name
+        self.label = label
+        self.run_name = self._named(run_name)
         self.params = dict(params)
         self.tags = dict(tags)
         self.artifact_root = artifact_root
@@ -166,7 +169,13 @@ class StageTracker(NullTracker):
     def set_tags(self, tags: Mapping[str, str]) -> None:
         import mlflow
 
-        mlflow.set_tags(dict(tags))
+        tags = dict(tags)
+        if RUN_NAME_TAG in tags:
+            tags[RUN_NAME_TAG] = self._named(tags[RUN_NAME_TAG])
+        mlflow.set_tags(tags)
+
+    def _named(self, name: str) -> str:
+        return f"{name} {self.label}" if self.label else name
 
     def log_model(self, recommender: Any) -> None:
         """``recommender`` (an ``api.Recommender``) as the pyfunc model ``model`` of this run,
@@ -185,6 +194,7 @@ class StageTracker(NullTracker):
 MODEL_NAME = "model"  # runs:/<run_id>/model
 CONFIG_ARTIFACT = "config.yaml"
 HOST_TAG = "movielens_als.host"
+RUN_NAME_TAG = "mlflow.runName"  # setting it renames the run in the UI
 PID_TAG = "movielens_als.pid"
 
 
@@ -230,6 +240,7 @@ def open_tracker(
         artifact_root=_artifact_root(uri, cfg),
         timeout_s=float(cfg.tracking.timeout_s),
         nested=nested,
+        label=cfg.tracking.get("run_label"),
     )
 
 
