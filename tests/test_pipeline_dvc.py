@@ -76,6 +76,7 @@ def project(tmp_path_factory) -> Path:
     _run(["git", "init", "-q"], root)
     _run(["dvc", "init", "-q"], root)
     shutil.copy(REPO_ROOT / ".dvc" / "config", root / ".dvc" / "config")
+    shutil.copytree(REPO_ROOT / ".dvc" / "plots", root / ".dvc" / "plots")
     _write_params(root, TINY)
     return root
 
@@ -148,6 +149,61 @@ def test_dvc_outputs_are_where_the_layout_writes():
         assert sorted(Path(out.def_path) for out in stage.outs) == sorted(expected[name]), name
 
 
+GIT = ["git", "-c", "user.name=test", "-c", "user.email=test@example.invalid"]
+# What a rerun may change: wall-clock times (never a DVC output) and the stores.
+NOT_COMPARED = ("reports/timings/", "mlflow.db", "mlartifacts/", "optuna.db", "outputs/")
+
+
+def _hashes(project: Path) -> dict[str, str]:
+    """md5 of every file the pipeline wrote (data/, reports/) and of dvc.lock."""
+    import hashlib
+
+    files = [
+        project / "dvc.lock",
+        *(project / "data").rglob("*"),
+        *(project / "reports").rglob("*"),
+    ]
+    return {
+        path.relative_to(project).as_posix(): hashlib.md5(path.read_bytes()).hexdigest()
+        for path in files
+        if path.is_file()
+        and not any(part in path.relative_to(project).as_posix() for part in NOT_COMPARED)
+    }
+
+
+def _values(node, path: str, key: str) -> list[float]:
+    """Every value of metric ``key`` of file ``path`` anywhere in DVC's JSON output."""
+    found = []
+    if isinstance(node, dict):
+        for name, child in node.items():
+            if name == path and isinstance(child, dict):
+                data = child.get("data", child)
+                if isinstance(data, dict) and key in data:
+                    found.append(data[key])
+            found += _values(child, path, key)
+    elif isinstance(node, list):
+        for child in node:
+            found += _values(child, path, key)
+    return found
+
+
+def test_the_rmse_plot_shows_every_training_stage():
+    """dvc.yaml's top-level plot lists the curves one by one (DVC takes no folder there)."""
+    import yaml
+
+    from movielens_als.config import compose
+    from movielens_als.pipeline.layout import Layout
+
+    cfg = compose("config")
+    layout = Layout.from_config(cfg)
+    (plot,) = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["plots"]
+    series = plot["test_rmse"]["y"]
+    expected = [layout.curve_file(name) for name in [*cfg.models, "als_tuned"]]
+    assert sorted(Path(p) for p in series) == sorted(expected)
+    assert set(series.values()) == {"test_rmse"}
+    assert (REPO_ROOT / ".dvc/plots" / f"{plot['test_rmse']['template']}.json").is_file()
+
+
 @pytest.mark.slow
 def test_repro_runs_all_then_nothing_then_only_what_changed(project):
     first = _run(["dvc", "repro"], project)
@@ -157,6 +213,20 @@ def test_repro_runs_all_then_nothing_then_only_what_changed(project):
     again = _run(["dvc", "repro"], project)
     assert "Running stage" not in again.stdout
 
+    # what git holds of a run: the metrics and curves DVC compares, never figures or data
+    _run(["git", "add", "-A"], project)
+    _run([*GIT, "commit", "-qm", "baseline"], project)
+    tracked = _run(["git", "ls-files"], project).stdout.split()
+    assert "reports/metrics/als.json" in tracked and "reports/curves/als.csv" in tracked
+    assert "reports/metrics/ranking/als.json" in tracked
+    assert not [f for f in tracked if f.startswith(("data/", "reports/figures", "reports/details"))]
+
+    # every stage again on the same inputs: byte-identical outputs, dvc.lock unchanged
+    before = _hashes(project)
+    _run(["dvc", "repro", "--force"], project)
+    assert _hashes(project) == before
+    assert _run(["git", "status", "--porcelain"], project).stdout == ""
+
     _write_params(project, [*TINY, "models.bias.iterations=3"])
     changed = _run(["dvc", "repro"], project)
     ran = {
@@ -165,7 +235,56 @@ def test_repro_runs_all_then_nothing_then_only_what_changed(project):
     # the bias model's own stage and the stages that read every model (ranking reads the
     # models folder, crossval the models section) — never another model's stage or a sweep
     assert ran == {"train@bias", "ranking", "crossval"}
-    assert json.loads((project / "reports/metrics/bias.json").read_text())["iterations"] == 3
+    details = json.loads((project / "reports/details/bias.json").read_text())
+    assert details["iterations"] == 3
+    _write_params(project, TINY)
+    _run(["dvc", "repro"], project)
+    assert _run(["git", "status", "--porcelain"], project).stdout == ""
+
+
+@pytest.mark.slow
+def test_experiments_are_compared_by_dvc(project):
+    """dvc exp run -S, then exp show / metrics diff / params diff / plots diff hold both
+    revisions' values, and the experiment's values survive make repro's params check."""
+    _run(["dvc", "repro"], project)
+    if _run(["git", "status", "--porcelain"], project).stdout:
+        _run(["git", "add", "-A"], project)
+        _run([*GIT, "commit", "-qm", "baseline"], project)
+    baseline = json.loads((project / "reports/metrics/als.json").read_text())["test_rmse"]
+    # with Hydra composition on, -S is a Hydra override of conf/ (params.yaml is rewritten)
+    _run(["dvc", "exp", "run", "-S", "models.als.K=6", "-n", "als-k6"], project)
+    experiment = json.loads((project / "reports/metrics/als.json").read_text())["test_rmse"]
+    assert experiment != baseline
+
+    shown = json.loads(_run(["dvc", "exp", "show", "--json"], project).stdout)
+    values = _values(shown, "reports/metrics/als.json", "test_rmse")
+    assert baseline in values and experiment in values
+
+    diff = json.loads(_run(["dvc", "metrics", "diff", "--json"], project).stdout)
+    change = diff["reports/metrics/als.json"]["test_rmse"]
+    assert change["old"] == baseline and change["new"] == experiment
+    params = json.loads(_run(["dvc", "params", "diff", "--json"], project).stdout)
+    assert params["params.yaml"]["models.als.K"] == {"old": 4, "new": 6}
+
+    plots = json.loads(_run(["dvc", "plots", "diff", "HEAD", "--json"], project).stdout)
+    revisions = {
+        rev for entries in plots.values() for entry in entries for rev in entry.get("revisions", [])
+    }
+    assert {"HEAD", "workspace"} <= revisions
+
+    # the experiment's params.yaml is conf/ + its override: make repro's check keeps it
+    check = _run([sys.executable, "-m", "movielens_als.config.params", "--check"], project)
+    assert "models.als.K=6" in check.stdout
+    _run(["dvc", "exp", "apply", "als-k6"], project)
+    assert "Running stage" not in _run(["dvc", "repro"], project).stdout
+    assert json.loads((project / "reports/metrics/als.json").read_text())["test_rmse"] == experiment
+
+
+@pytest.mark.slow
+def test_dvc_metrics_show_fits_a_terminal(project):
+    _run(["dvc", "repro"], project)
+    table = _run(["dvc", "metrics", "show"], project).stdout
+    assert max(len(line) for line in table.splitlines()) <= 250, table.splitlines()[0]
 
 
 @pytest.mark.slow
@@ -175,8 +294,8 @@ def test_metrics_plots_and_mlflow_after_repro(project):
     flat = json.dumps(metrics)
     for model in MODELS:
         assert f"reports/metrics/{model}.json" in flat
-    plots = _run(["dvc", "plots", "show", "--json"], project)
-    assert "reports/curves/als.csv" in plots.stdout
+    plots = json.loads(_run(["dvc", "plots", "show", "--json"], project).stdout)
+    assert "test_rmse" in plots and "reports/curves/als.csv" in plots
 
     from mlflow.tracking import MlflowClient
 
@@ -187,5 +306,5 @@ def test_metrics_plots_and_mlflow_after_repro(project):
     assert {"download", "index", "split", "eda", *MODELS} <= stages_logged
     genre_run = next(r for r in runs if r.data.tags["stage"] == "genre_als")
     assert genre_run.data.tags["split_dvc_hash"] != "unknown"
-    artifacts = {a.path for a in client.list_artifacts(genre_run.info.run_id)}
-    assert "genre_embeddings.pdf" in artifacts
+    artifacts = {a.path for a in client.list_artifacts(genre_run.info.run_id, "figures/genre_als")}
+    assert "figures/genre_als/genre_embeddings.png" in artifacts

@@ -228,3 +228,17 @@ def test_training_with_tuned_parameters_writes_its_own_outputs(tiny_project):
     assert (tmp_path / "data/models/synthetic/als_tuned/model.npz").is_file()
     assert (tmp_path / "reports/metrics/als_tuned.json").is_file()
     assert not (tmp_path / "reports/metrics/als.json").exists()
+
+    # MLflow tells the truth: the tuned run logs the values the model used, not conf/'s, and
+    # names the study they came from
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("movielens-als/synthetic")
+    (run,) = client.search_runs([experiment.experiment_id], "tags.stage = 'als_tuned'")
+    configured = compose("train", ["model=als", *overrides]).model
+    for key, value in sweep["best_params"].items():
+        assert run.data.params[f"model.{key}"] == str(value)
+    assert float(run.data.params["model.lam"]) != configured.lam  # conf/'s value is not logged
+    assert run.data.tags["tuned.search"] == "notebook"
+    assert run.data.tags["tuned.study"] == sweep["study"]
+    assert run.data.tags["tuned.storage"].endswith("tuning/synthetic/als/notebook/optuna.db")
+    assert run.info.run_name == f"als_tuned K={metrics['model']['K']}"
