@@ -251,8 +251,10 @@ def test_experiments_are_compared_by_dvc(project):
         _run(["git", "add", "-A"], project)
         _run([*GIT, "commit", "-qm", "baseline"], project)
     baseline = json.loads((project / "reports/metrics/als.json").read_text())["test_rmse"]
-    # with Hydra composition on, -S is a Hydra override of conf/ (params.yaml is rewritten)
-    _run(["dvc", "exp", "run", "-S", "models.als.K=6", "-n", "als-k6"], project)
+    # with Hydra composition on, -S is a Hydra override of conf/: params.yaml is rewritten as
+    # conf/ + the overrides, so the tiny study's own overrides are given again
+    settings = [arg for override in [*TINY, "models.als.K=6"] for arg in ("-S", override)]
+    _run(["dvc", "exp", "run", *settings, "-n", "als-k6"], project)
     experiment = json.loads((project / "reports/metrics/als.json").read_text())["test_rmse"]
     assert experiment != baseline
 

@@ -67,7 +67,7 @@ def run_index(cfg: DictConfig) -> dict[str, Any]:
             tracker,
             layout.outputs,
             "index",
-            pick(metrics, "n_ratings", "n_users", "n_movies", "n_genres"),
+            pick(metrics, "n_ratings", "n_users", "n_movies"),
             details=metrics,
             logged=numeric_metrics(metrics),
         )
@@ -88,7 +88,7 @@ def run_split(cfg: DictConfig) -> dict[str, Any]:
             tracker,
             layout.outputs,
             "split",
-            pick(metrics, "n_train", "n_val", "n_test"),
+            pick(metrics, "n_train", "n_test"),
             details=metrics,
             logged=numeric_metrics(metrics),
         )

@@ -31,7 +31,7 @@ def run_eda(cfg: DictConfig) -> dict[str, Any]:
             tracker,
             layout.outputs,
             "eda",
-            pick(summary, "density", "mean_rating"),
+            pick(summary, "density"),
             details=summary,
             figures=eda_figures(eda),
             logged=numeric_metrics(summary),

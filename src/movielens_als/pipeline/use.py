@@ -49,7 +49,7 @@ def run_analysis(cfg: DictConfig) -> dict[str, Any]:
             tracker,
             layout.outputs,
             "analysis",
-            {key: overall[key] for key in ("pearson_r", "spearman_rho") if key in overall},
+            {key: overall[key] for key in ("spearman_rho",) if key in overall},
             details=summary,
             figures=factor_figures(analysis),
             logged={
@@ -117,7 +117,7 @@ def run_ranking(cfg: DictConfig) -> dict[str, Any]:
         # one metrics file per scorer with its headline numbers at the largest K (the whole
         # table, every K and the prior weights, is in the details)
         k = ks[-1]
-        headline = (f"ndcg@{k}", f"recall@{k}", f"hit_rate@{k}")
+        headline = (f"ndcg@{k}", f"recall@{k}")
         rows = {
             name: {key: row[key] for key in headline}
             for name, row in table.items()
