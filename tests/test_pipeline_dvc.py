@@ -266,13 +266,13 @@ def test_experiments_are_compared_by_dvc(project):
     change = diff["reports/metrics/als.json"]["test_rmse"]
     assert change["old"] == baseline and change["new"] == experiment
     params = json.loads(_run(["dvc", "params", "diff", "--json"], project).stdout)
-    assert params["params.yaml"]["models.als.K"] == {"old": 4, "new": 6}
+    K = params["params.yaml"]["models.als.K"]
+    assert (K["old"], K["new"]) == (4, 6)
 
     plots = json.loads(_run(["dvc", "plots", "diff", "HEAD", "--json"], project).stdout)
-    revisions = {
-        rev for entries in plots.values() for entry in entries for rev in entry.get("revisions", [])
-    }
-    assert {"HEAD", "workspace"} <= revisions
+    assert not plots.get("errors"), plots["errors"]
+    (rmse_plot,) = plots["data"]["test_rmse"]
+    assert {"HEAD", "workspace"} <= set(rmse_plot["revisions"])
 
     # the experiment's params.yaml is conf/ + its override: make repro's check keeps it
     check = _run([sys.executable, "-m", "movielens_als.config.params", "--check"], project)
@@ -297,7 +297,8 @@ def test_metrics_plots_and_mlflow_after_repro(project):
     for model in MODELS:
         assert f"reports/metrics/{model}.json" in flat
     plots = json.loads(_run(["dvc", "plots", "show", "--json"], project).stdout)
-    assert "test_rmse" in plots and "reports/curves/als.csv" in plots
+    assert not plots.get("errors"), plots["errors"]
+    assert {"test_rmse", "reports/curves/als.csv"} <= set(plots["data"])
 
     from mlflow.tracking import MlflowClient
 
