@@ -1,9 +1,12 @@
-"""Long work shows progress: a tqdm bar on a terminal and log lines elsewhere."""
+"""Long work shows progress: a tqdm bar on a terminal and log lines elsewhere; a stage ends
+with a summary line."""
 
 from __future__ import annotations
 
 import io
+import json
 import logging
+import re
 
 from movielens_als.progress import Progress, StageFormatter
 
@@ -55,3 +58,38 @@ def test_stage_lines_are_brief_and_tell_warnings_apart():
 
     assert formatter.format(record(logging.INFO)) == "[index] 3 dropped"
     assert formatter.format(record(logging.WARNING)) == "[index] warning: 3 dropped"
+
+
+def test_index_logs_its_steps_and_ends_with_its_summary(
+    tmp_path, project_overrides, caplog, monkeypatch
+):
+    from movielens_als.config import compose
+    from movielens_als.pipeline.data import run_download, run_index
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    overrides = [
+        "dataset=synthetic",
+        "dataset.synthetic.preset=tiny",
+        *project_overrides,
+        "tracking.enabled=false",
+    ]
+    run_download(compose("download", overrides))
+    with caplog.at_level(logging.INFO, logger="movielens_als"):
+        run_index(compose("index", overrides))
+    messages = [r.getMessage() for r in caplog.records]
+    metrics = json.loads((tmp_path / "reports/metrics/index.json").read_text())
+    index_dir = tmp_path / "data/index/synthetic"
+    steps = [
+        rf"read ratings\.csv: {metrics['n_ratings']:,} ratings",
+        r"read movies\.csv: [\d,]+ movies",
+        rf"map ids, drop duplicates: {metrics['n_users']:,} users × {metrics['n_movies']:,} movies, "
+        r"0 duplicates dropped",
+        rf"write {re.escape(str(index_dir))}",
+    ]
+    assert len(messages) == len(steps) + 1, messages
+    for pattern, message in zip(steps, messages, strict=False):
+        assert re.fullmatch(rf"{pattern} \(\d+\.\d\d s\)", message), message
+    numbers = "  ".join(f"{key}={value:,}" for key, value in metrics.items())
+    assert messages[-1] == (
+        f"index: {numbers} → {tmp_path / 'reports/metrics/index.json'}, {index_dir}"
+    )

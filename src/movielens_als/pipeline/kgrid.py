@@ -10,7 +10,12 @@ from omegaconf import DictConfig
 
 from movielens_als.atomic import write_json
 from movielens_als.errors import DataError
-from movielens_als.pipeline.common import numeric_metrics, publish, stage_run
+from movielens_als.pipeline.common import (
+    log_summary,
+    numeric_metrics,
+    publish,
+    stage_run,
+)
 from movielens_als.pipeline.layout import Layout
 from movielens_als.pipeline.sweep import load_best_params
 
@@ -72,6 +77,11 @@ def run_kgrid(cfg: DictConfig) -> dict[str, Any]:
             seconds = float(np.median([r.seconds for r in result.history]))
             tracker.log_metrics({**numeric_metrics(entry), "seconds_per_iteration": seconds})
             tracker.log_artifacts([layout.outputs.kgrid_file(K)])
+            log_summary(
+                f"kgrid K={K}",
+                {key: entry[key] for key in ("test_rmse", "train_rmse")},
+                [layout.outputs.kgrid_file(K)],
+            )
         results[str(K)] = entry
     return results
 
