@@ -1,14 +1,116 @@
-"""Long work shows progress: a tqdm bar on a terminal and log lines elsewhere; a stage ends
-with a summary line."""
+"""Long work shows progress: a line per training iteration and per sweep trial, a summary line
+at the end of every stage, a tqdm bar on a terminal and a few log lines elsewhere."""
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import logging
+import os
 import re
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
 
 from movielens_als.progress import Progress, StageFormatter
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+NUMBER = r"-?\d+(?:\.\d+)?(?:e[+-]\d+)?"
+
+
+def _stage(name: str, overrides: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
+    """Run a stage as a user does, with stderr a pipe (not a terminal)."""
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            f"movielens_als.stages.{name}",
+            *overrides,
+            f"hydra.run.dir={tmp_path / 'hydra' / name}",
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def _assert_quiet_and_line_oriented(result: subprocess.CompletedProcess, tmp_path: Path) -> None:
+    assert "\r" not in result.stderr  # no bar drawn into a pipe
+    assert result.stdout == ""  # stdout is left to what a command prints as its result
+    assert not list((tmp_path / "hydra").rglob("*.log"))  # no log file in the run dir
+
+
+def test_training_logs_each_iteration_and_ends_with_its_summary(tiny_project):
+    tmp_path, overrides = tiny_project
+    result = _stage("train", [*overrides, "model=als", "model.iterations=3"], tmp_path)
+    _assert_quiet_and_line_oriented(result, tmp_path)
+    lines = result.stderr.strip().splitlines()
+    iteration = re.compile(
+        rf"\[train\] iteration (\d)/3  nll=({NUMBER})  train_rmse=(\d\.\d{{4}})  "
+        rf"test_rmse=(\d\.\d{{4}})  (\d+\.\d\d) s"
+    )
+    matches = [iteration.fullmatch(line) for line in lines]
+    assert [int(m.group(1)) for m in matches if m] == [1, 2, 3], result.stderr
+    with open(tmp_path / "reports/curves/als.csv", newline="") as fh:
+        curve = list(csv.DictReader(fh))
+    # each line shows the numbers the curve holds for its iteration
+    for match, row in zip(filter(None, matches), curve, strict=True):
+        assert float(match.group(2)) == pytest.approx(float(row["nll"]), rel=1e-5)
+        assert float(match.group(3)) == pytest.approx(float(row["train_rmse"]), abs=5e-5)
+        assert float(match.group(4)) == pytest.approx(float(row["test_rmse"]), abs=5e-5)
+    metrics = json.loads((tmp_path / "reports/metrics/als.json").read_text())
+    summary = lines[-1]
+    assert summary.startswith(f"[train] als: test_rmse={metrics['test_rmse']:.4g}"), summary
+    assert summary.endswith(
+        f"→ {tmp_path / 'reports/metrics/als.json'}, {tmp_path / 'data/models/synthetic/als'}"
+    ), summary
+    # nothing else: MLflow, which logged the run and the model, kept its INFO lines to itself
+    assert len(lines) == 4, result.stderr
+
+
+def test_sweep_logs_each_trial_with_the_best_so_far(tiny_project):
+    tmp_path, overrides = tiny_project
+    tuning = [
+        "tuning.n_trials=6",
+        "tuning.iterations=3",
+        "tuning.final_iterations=2",
+        "tuning.pruner_startup_trials=2",
+        "tuning.pruner_warmup_steps=1",
+    ]
+    result = _stage("sweep", [*overrides, *tuning, "tracking.enabled=false"], tmp_path)
+    _assert_quiet_and_line_oriented(result, tmp_path)
+    lines = result.stderr.strip().splitlines()
+    trial = re.compile(
+        rf"\[sweep\] trial (\d)/6  #(\d+)  val_rmse=({NUMBER})  (complete|pruned at iteration \d)"
+        rf"  best=({NUMBER}) \(#(\d+)\)  \d+\.\d\d s"
+    )
+    matches = [m for m in map(trial.fullmatch, lines) if m]
+    assert [int(m.group(1)) for m in matches] == [1, 2, 3, 4, 5, 6], result.stderr
+    # the states are Optuna's, and the best so far is the running minimum of complete trials
+    db = tmp_path / "data/tuning/synthetic/als/notebook/optuna.db"
+    with sqlite3.connect(db) as connection:
+        states = dict(connection.execute("SELECT number, state FROM trials").fetchall())
+    best = float("inf")
+    for match in matches:
+        number, value, state = int(match.group(2)), float(match.group(3)), match.group(4)
+        assert states[number] == ("COMPLETE" if state == "complete" else "PRUNED")
+        if state == "complete":
+            best = min(best, value)
+        assert float(match.group(5)) == pytest.approx(best, abs=5e-5)
+    metrics = json.loads((tmp_path / "reports/metrics/sweep_als_notebook.json").read_text())
+    assert metrics["val_rmse"] == pytest.approx(best, abs=5e-5)
+    summary = lines[-1]
+    assert summary.startswith(f"[sweep] sweep_als_notebook: val_rmse={metrics['val_rmse']:.4g}")
+    assert str(tmp_path / "reports/metrics/sweep_als_notebook.json") in summary
 
 
 class _Terminal(io.StringIO):

@@ -16,6 +16,7 @@ from movielens_als.atomic import atomic_paths, dump_json, write_json
 from movielens_als.config.validate import validate
 from movielens_als.errors import ConfigError
 from movielens_als.pipeline.layout import Layout
+from movielens_als.progress import Progress
 from movielens_als.tracking.context import dvc_out_hash, git_commit
 from movielens_als.tracking.mlflow_tracker import NullTracker, flatten_config, open_tracker
 
@@ -219,6 +220,29 @@ def _shown(path: Path) -> str:
     with contextlib.suppress(ValueError):
         return path.absolute().relative_to(Path.cwd()).as_posix()
     return path.as_posix()
+
+
+def iteration_text(record) -> str:
+    """One iteration of ``fit`` as a progress line shows it (an ``IterationRecord``)."""
+    rmse = {"train": record.train_rmse, **record.eval_rmse}
+    scores = "  ".join(f"{key}_rmse={value:.4f}" for key, value in rmse.items())
+    return f"nll={record.nll:.6g}  {scores}  {record.seconds:.2f} s"
+
+
+@contextlib.contextmanager
+def fit_progress(params, then: Callable[[Any], None] | None = None) -> Iterator[Callable]:
+    """A ``fit`` callback that shows each iteration of the model ``params`` fits (a line per
+    iteration, under a bar on a terminal), then hands the record on to ``then``."""
+    from movielens_als.core.variant import variant_of
+
+    with Progress(variant_of(params).step_label, params.n_iterations) as progress:
+
+        def callback(record) -> None:
+            progress.update(record.iteration, iteration_text(record))
+            if then is not None:
+                then(record)
+
+        yield callback
 
 
 def numeric_metrics(values: Mapping[str, Any]) -> dict[str, float]:

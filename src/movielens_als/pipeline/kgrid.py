@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 from movielens_als.atomic import write_json
 from movielens_als.errors import DataError
 from movielens_als.pipeline.common import (
+    fit_progress,
     log_summary,
     numeric_metrics,
     publish,
@@ -55,13 +56,14 @@ def run_kgrid(cfg: DictConfig) -> dict[str, Any]:
                     step=record.iteration,
                 )
 
-            result = fit(
-                split.train,
-                params,
-                movie_genres=genres,
-                evals={"test": split.test.to_ratings()},
-                callback=log,
-            )
+            with fit_progress(params, then=log) as callback:
+                result = fit(
+                    split.train,
+                    params,
+                    movie_genres=genres,
+                    evals={"test": split.test.to_ratings()},
+                    callback=callback,
+                )
             last = result.history[-1]
             entry = {
                 "K": K,
