@@ -14,9 +14,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from movielens_als.evaluation.ranking import ranking_table
 from movielens_als.progress import Progress, StageFormatter
+from movielens_als.sparse import CSR, Ratings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NUMBER = r"-?\d+(?:\.\d+)?(?:e[+-]\d+)?"
@@ -160,6 +163,32 @@ def test_stage_lines_are_brief_and_tell_warnings_apart():
 
     assert formatter.format(record(logging.INFO)) == "[index] 3 dropped"
     assert formatter.format(record(logging.WARNING)) == "[index] warning: 3 dropped"
+
+
+def test_ranking_reports_its_progress_over_the_whole_table():
+    rng = np.random.default_rng(0)
+    n_users, n_items = 10, 30
+    users, items = np.nonzero(rng.random((n_users, n_items)) < 0.4)
+    ratings = rng.choice(np.arange(1, 11) / 2, size=users.size) + 0.0
+    in_test = rng.random(users.size) < 0.5
+    train = CSR.from_coo(users[~in_test], items[~in_test], ratings[~in_test], n_users, n_items)
+    test = Ratings.from_arrays(users[in_test], items[in_test], np.full(in_test.sum(), 5.0))
+    scores = rng.normal(size=(n_users, n_items))
+    calls = []
+    ranking_table(
+        {"a": lambda u: scores[u], "b": lambda u: -scores[u]},
+        train,
+        test,
+        batch_size=4,
+        on_batch=lambda name, done, total: calls.append((name, done, total)),
+    )
+    n_eval = len(np.unique(test.user))
+    per_model = [*range(4, n_eval, 4), n_eval]
+    assert calls == [
+        *[("a", done, 3 * n_eval) for done in per_model],
+        *[("b", n_eval + done, 3 * n_eval) for done in per_model],
+        *[("popularity", 2 * n_eval + done, 3 * n_eval) for done in per_model],
+    ]
 
 
 def test_index_logs_its_steps_and_ends_with_its_summary(
