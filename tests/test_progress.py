@@ -72,7 +72,7 @@ def test_training_logs_each_iteration_and_ends_with_its_summary(tiny_project):
         assert float(match.group(4)) == pytest.approx(float(row["test_rmse"]), abs=5e-5)
     metrics = json.loads((tmp_path / "reports/metrics/als.json").read_text())
     summary = lines[-1]
-    assert summary.startswith(f"[train] als: test_rmse={metrics['test_rmse']:.4g}"), summary
+    assert summary.startswith(f"[train] als: test_rmse={metrics['test_rmse']:.4f}"), summary
     assert summary.endswith(
         f"→ {tmp_path / 'reports/metrics/als.json'}, {tmp_path / 'data/models/synthetic/als'}"
     ), summary
@@ -112,7 +112,7 @@ def test_sweep_logs_each_trial_with_the_best_so_far(tiny_project):
     metrics = json.loads((tmp_path / "reports/metrics/sweep_als_notebook.json").read_text())
     assert metrics["val_rmse"] == pytest.approx(best, abs=5e-5)
     summary = lines[-1]
-    assert summary.startswith(f"[sweep] sweep_als_notebook: val_rmse={metrics['val_rmse']:.4g}")
+    assert summary.startswith(f"[sweep] sweep_als_notebook: val_rmse={metrics['val_rmse']:.4f}")
     assert str(tmp_path / "reports/metrics/sweep_als_notebook.json") in summary
 
 

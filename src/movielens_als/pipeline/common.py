@@ -210,7 +210,7 @@ def log_summary(name: str, numbers: Mapping[str, Any], wrote: Iterable[Path]) ->
 
 def _number(value: Any) -> str:
     if isinstance(value, float):
-        return f"{value:.4g}"
+        return f"{value:.4f}"
     return f"{value:,}" if isinstance(value, int) else str(value)
 
 
