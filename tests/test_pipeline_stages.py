@@ -4,6 +4,7 @@ with the real composed config and MLflow pointed at tmp_path."""
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import pandas as pd
@@ -201,7 +202,7 @@ def test_params_yaml_layout_runs_the_same_stage(tiny_project):
         run_training(compose("config", overrides))
 
 
-def test_analysis_and_ranking_stages(tiny_project):
+def test_analysis_and_ranking_stages(tiny_project, caplog):
     from movielens_als.pipeline.use import run_analysis, run_ranking
 
     tmp_path, overrides = tiny_project
@@ -216,7 +217,12 @@ def test_analysis_and_ranking_stages(tiny_project):
         "spearman_rho"
     }
 
-    table = run_ranking(compose("ranking", [*overrides, "ranking.ks=[5,10]"]))
+    with caplog.at_level(logging.INFO, logger="movielens_als"):
+        table = run_ranking(compose("ranking", [*overrides, "ranking.ks=[5,10]"]))
+    # no terminal: a few progress lines between batches, the last at 100 %, then the summary
+    ranked = [r.getMessage() for r in caplog.records if r.getMessage().startswith("ranking ")]
+    assert ranked[-2].startswith("ranking 100% (") and ranked[-2].endswith("  popularity")
+    assert ranked[-1].startswith("ranking ndcg@10: als=")
     assert set(table) == {
         "als",
         "genre_als",

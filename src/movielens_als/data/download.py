@@ -42,7 +42,6 @@ import re
 import shutil
 import ssl
 import stat
-import sys
 import time
 import urllib.error
 import urllib.parse
@@ -53,8 +52,6 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from tqdm import tqdm
-
 from movielens_als.atomic import atomic_path, write_json
 from movielens_als.data.registry import (
     GROUPLENS_BASE_URL,
@@ -64,6 +61,7 @@ from movielens_als.data.registry import (
     get_release,
 )
 from movielens_als.errors import ConfigError, DataError, DownloadError
+from movielens_als.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +100,8 @@ def fetch_release(
     ``allow_http`` (or ``MOVIELENS_ALLOW_HTTP=1``; either opts in) accepts a plain
     ``http://`` mirror, for a private one on a network you trust. ``max_unpacked_bytes``
     and ``max_compression_ratio`` override the release's :class:`ExtractionLimits`.
+    ``progress`` shows the download as a bar on a terminal, as a log line every 10 %
+    elsewhere (:class:`movielens_als.progress.Progress`).
     """
     release = get_release(name)
     if release.url is None:
@@ -416,18 +416,11 @@ def _receive(
     part.parent.mkdir(parents=True, exist_ok=True)
     with (
         open(part, "ab" if offset else "wb") as fh,
-        tqdm(
-            total=total,
-            initial=offset,
-            unit="B",
-            unit_scale=True,
-            unit_divisor=1024,
-            desc=label,
-            file=sys.stderr,
-            disable=not progress,
-            leave=False,
+        Progress(
+            label, total, unit="B", scale=True, lines=10, initial=offset, enabled=progress
         ) as bar,
     ):
+        received = offset
         while True:
             try:
                 chunk = response.read(_CHUNK)
@@ -437,7 +430,8 @@ def _receive(
             if not chunk:
                 break
             fh.write(chunk)
-            bar.update(len(chunk))
+            received += len(chunk)
+            bar.update(received)
     size = part.stat().st_size
     if total is not None and size != total:
         raise _Interrupted(f"received {size} of {total} bytes")

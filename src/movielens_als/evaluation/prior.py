@@ -10,14 +10,17 @@ signal while keeping the model's personal ordering among movies of similar popul
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from movielens_als.core.fit import fit
+from movielens_als.core.fit import IterationRecord, fit
 from movielens_als.core.model import FactorModel
 from movielens_als.evaluation.ranking import FactorScorer, evaluate_ranking
 from movielens_als.sparse import CSR, RatingMatrix, Ratings
+
+log = logging.getLogger(__name__)
 
 
 def popularity_log_counts(train_by_user: CSR) -> np.ndarray:
@@ -43,10 +46,12 @@ def choose_prior_weight(
     k: int = 10,
     threshold: float = 4.0,
     movie_genres: CSR | None = None,
+    callback: Callable[[IterationRecord], None] | None = None,
 ) -> tuple[float, dict[str, float]]:
     """Refit ``model``'s hyper-parameters on ``train`` (train minus validation) and return the
-    weight with the best NDCG@k on ``val``, with every weight's validation NDCG@k."""
-    refit = fit(train, model.params, movie_genres=movie_genres).model
+    weight with the best NDCG@k on ``val``, with every weight's validation NDCG@k.
+    ``callback`` gets the refit's iterations (see ``fit``)."""
+    refit = fit(train, model.params, movie_genres=movie_genres, callback=callback).model
     log_counts = popularity_log_counts(train.by_user)
     scores = {}
     for weight in weights:
@@ -57,6 +62,8 @@ def choose_prior_weight(
             ks=(k,),
             threshold=threshold,
         )
-        scores[f"{float(weight):g}"] = float(metrics[f"ndcg@{k}"])
+        key = f"{float(weight):g}"
+        scores[key] = float(metrics[f"ndcg@{k}"])
+        log.info("prior weight %s: validation ndcg@%d=%.4f", key, k, scores[key])
     best = max(scores, key=lambda w: (scores[w], -float(w)))  # ties: the smaller weight
     return float(best), scores

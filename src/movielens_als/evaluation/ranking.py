@@ -393,6 +393,7 @@ def evaluate_ranking(
     ks: Sequence[int] | int = (10,),
     threshold: float = 4.0,
     batch_size: int | None = None,
+    on_batch: Callable[[int, int], None] | None = None,
 ) -> dict[str, float | int]:
     """Ranking metrics of ``score_fn`` on ``test`` (see the module docstring for definitions).
 
@@ -406,6 +407,8 @@ def evaluate_ranking(
         threshold: test ratings ``>= threshold`` are positives.
         batch_size: users ranked per batch; the default keeps a score block of a plain
             ``ScoreFn`` near 256 MiB (a ``FactorScorer`` holds only small tiles).
+        on_batch: called after each batch with (users ranked so far, users to rank), e.g.
+            to show progress (the ranking itself runs in Numba, which cannot call back).
 
     Returns:
         ``{"recall@K", "ndcg@K", "mrr@K", "hit_rate@K", "coverage@K", "mean_popularity@K"``
@@ -468,6 +471,8 @@ def evaluate_ranking(
                 covered[k][recommended] = True
                 popularity_sum[k] += float(item_counts[recommended].sum())
                 filled_slots[k] += recommended.size
+            if on_batch is not None:
+                on_batch(lo + users.size, n_eval)
 
     result: dict[str, float | int] = {}
     for k in ks:
@@ -493,20 +498,35 @@ def ranking_table(
     threshold: float = 4.0,
     batch_size: int | None = None,
     popularity_baseline: str | None = "popularity",
+    on_batch: Callable[[str, int, int], None] | None = None,
 ) -> dict[str, dict[str, float | int]]:
     """``{model name: evaluate_ranking(...)}`` for each score function, same protocol.
 
     With ``popularity_baseline`` set (the default), a row of that name is added for the
     popularity baseline (``popularity_scores`` of ``train_by_user`` at ``threshold``).
+    ``on_batch`` is called after each batch with (the model being ranked, user lists ranked
+    so far over the whole table, user lists to rank over the table).
     """
     fns = dict(score_fns)
     if popularity_baseline is not None:
         if popularity_baseline in fns:
             raise ValueError(f"model name {popularity_baseline!r} is reserved for the baseline")
         fns[popularity_baseline] = ItemScorer(popularity_scores(train_by_user, threshold))
-    return {
-        name: evaluate_ranking(
-            fn, train_by_user, test, ks=ks, threshold=threshold, batch_size=batch_size
+    table = {}
+    for position, (name, fn) in enumerate(fns.items()):
+
+        def batch_done(done: int, total: int, name=name, position=position) -> None:
+            # every model ranks the same users, so the models before this one ranked
+            # position × total lists
+            on_batch(name, position * total + done, len(fns) * total)
+
+        table[name] = evaluate_ranking(
+            fn,
+            train_by_user,
+            test,
+            ks=ks,
+            threshold=threshold,
+            batch_size=batch_size,
+            on_batch=None if on_batch is None else batch_done,
         )
-        for name, fn in fns.items()
-    }
+    return table

@@ -4,6 +4,7 @@ trains, and publish its metrics, curve, figures and artifacts."""
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -15,8 +16,11 @@ from movielens_als.atomic import atomic_paths, dump_json, write_json
 from movielens_als.config.validate import validate
 from movielens_als.errors import ConfigError
 from movielens_als.pipeline.layout import Layout
+from movielens_als.progress import Progress
 from movielens_als.tracking.context import dvc_out_hash, git_commit
 from movielens_als.tracking.mlflow_tracker import NullTracker, flatten_config, open_tracker
+
+log = logging.getLogger(__name__)
 
 
 def stage_view(cfg: DictConfig, stage: str) -> DictConfig:
@@ -127,6 +131,7 @@ def publish(
     writers: Mapping[Path, Callable[[Path], None]] | None = None,
     artifacts: Iterable[Path] = (),
     logged: Mapping[str, float] | None = None,
+    written: Iterable[Path] = (),
 ) -> None:
     """Publish stage output ``name`` together. What DVC tracks — the metrics (``metrics`` as
     ``metrics/<name>.json``, or a table ``metric_rows`` as ``metrics/<name>/<row>.json``), the
@@ -136,7 +141,9 @@ def publish(
     generation whole. ``timings`` (seconds; different on every run, so never a DVC output) go
     to ``timings/<name>.json`` and MLflow. Then the MLflow run gets the metrics (``logged``,
     default the metrics themselves) and every file as an artifact. ``layout`` is where the run
-    writes (``Layout.outputs``)."""
+    writes (``Layout.outputs``). Last, the stage's summary line is logged: the metrics, the
+    metrics file, what the stage wrote itself before (``written``: the index, the split) and
+    the ``writers``' targets."""
     outputs: dict[Path, Callable[[Path], None]] = dict(writers or {})
     files: list[Path] = []
     if curve is not None:
@@ -184,6 +191,58 @@ def publish(
     tracker.log_metrics({**(default_logged if logged is None else logged), **(timings or {})})
     tracker.log_artifacts(files, root=layout.reports)
     tracker.log_artifacts(artifacts)
+    wrote = [*written, *(writers or {})]
+    if metric_rows is not None:  # a table: its first metric, one number per row
+        rows = list(metric_rows.values())
+        first = next(iter(rows[0]), "") if rows else ""
+        headline = {row: values[first] for row, values in metric_rows.items()}
+        log_summary(f"{name} {first}", headline, [layout.metrics_dir(name), *wrote])
+    else:
+        log_summary(name, metrics, [layout.metrics_file(name), *wrote])
+
+
+def log_summary(name: str, numbers: Mapping[str, Any], wrote: Iterable[Path]) -> None:
+    """The line a stage ends with: what it made, its headline numbers and where it wrote them,
+    e.g. ``als: test_rmse=0.8384 train_rmse=0.6012 → reports/metrics/als.json, data/models/…``."""
+    text = "  ".join(f"{key}={_number(value)}" for key, value in numbers.items())
+    log.info("%s: %s → %s", name, text, ", ".join(_shown(path) for path in wrote))
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the working directory (the project folder) when it is below it."""
+    path = Path(path)
+    with contextlib.suppress(ValueError):
+        return path.absolute().relative_to(Path.cwd()).as_posix()
+    return path.as_posix()
+
+
+def iteration_text(record) -> str:
+    """One iteration of ``fit`` as a progress line shows it (an ``IterationRecord``)."""
+    rmse = {"train": record.train_rmse, **record.eval_rmse}
+    scores = "  ".join(f"{key}_rmse={value:.4f}" for key, value in rmse.items())
+    return f"nll={record.nll:.6g}  {scores}  {record.seconds:.2f} s"
+
+
+@contextlib.contextmanager
+def fit_progress(params, then: Callable[[Any], None] | None = None) -> Iterator[Callable]:
+    """A ``fit`` callback that shows each iteration of the model ``params`` fits (a line per
+    iteration, under a bar on a terminal), then hands the record on to ``then``."""
+    from movielens_als.core.variant import variant_of
+
+    with Progress(variant_of(params).step_label, params.n_iterations) as progress:
+
+        def callback(record) -> None:
+            progress.update(record.iteration, iteration_text(record))
+            if then is not None:
+                then(record)
+
+        yield callback
 
 
 def numeric_metrics(values: Mapping[str, Any]) -> dict[str, float]:

@@ -6,14 +6,17 @@ the one configured split."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
 from omegaconf import DictConfig
 
 from movielens_als.errors import ConfigError
-from movielens_als.pipeline.common import publish, split_as_configured, stage_run
+from movielens_als.pipeline.common import fit_progress, publish, split_as_configured, stage_run
 from movielens_als.pipeline.layout import Layout
+
+log = logging.getLogger(__name__)
 
 
 def folds_of(cfg: DictConfig) -> list[Any]:
@@ -65,12 +68,25 @@ def run_crossval(cfg: DictConfig) -> dict[str, Any]:
                 raise ConfigError(f"split: fold {fold!r} has an empty test set")
             test = split.test.to_ratings()
             for name in names:
-                result = fit(
-                    split.train, params[name], movie_genres=data.movie_genres, evals={"test": test}
-                )
+                with fit_progress(params[name]) as callback:
+                    result = fit(
+                        split.train,
+                        params[name],
+                        movie_genres=data.movie_genres,
+                        evals={"test": test},
+                        callback=callback,
+                    )
                 value = float(result.history[-1].eval_rmse["test"])
                 rmse[name].append(value)
                 tracker.log_metrics({f"{name}.fold_rmse": value}, step=position)
+                log.info(
+                    "fold %d/%d (%s), %s: test_rmse=%.4f",
+                    position + 1,
+                    len(folds),
+                    "the split" if fold is None else fold,
+                    name,
+                    value,
+                )
         labels = ["split" if f is None else str(f) for f in folds]
         table = {
             "method": str(cfg.split.method),

@@ -7,6 +7,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from movielens_als.pipeline.common import (
+    log_summary,
     numeric_metrics,
     pick,
     publish,
@@ -14,6 +15,7 @@ from movielens_als.pipeline.common import (
     stage_run,
 )
 from movielens_als.pipeline.layout import Layout
+from movielens_als.progress import Step
 
 
 def run_download(cfg: DictConfig) -> dict[str, Any]:
@@ -47,6 +49,7 @@ def run_download(cfg: DictConfig) -> dict[str, Any]:
             "bytes": sum(p.stat().st_size for p in files),
         }
         tracker.log_metrics({"bytes": metrics["bytes"]})
+        log_summary(release.name, {"files": len(files), "bytes": metrics["bytes"]}, [folder])
     return metrics
 
 
@@ -59,10 +62,20 @@ def run_index(cfg: DictConfig) -> dict[str, Any]:
     layout = Layout.from_config(cfg)
     release = get_release(cfg.dataset.name)
     with stage_run(cfg, "index", ["dataset"]) as tracker:
-        ratings = read_ratings(release, layout.raw_dir)
-        movies = read_movies(release, layout.raw_dir)
-        data, metrics = build_index(ratings, movies, release)
-        save_index(data, layout.outputs.index_dir)
+        with Step(f"read {release.ratings_file}") as step:
+            ratings = read_ratings(release, layout.raw_dir)
+            step.result = f"{len(ratings):,} ratings"
+        with Step(f"read {release.movies_file}") as step:
+            movies = read_movies(release, layout.raw_dir)
+            step.result = f"{len(movies):,} movies"
+        with Step("map ids, drop duplicates") as step:
+            data, metrics = build_index(ratings, movies, release)
+            step.result = (
+                f"{data.n_users:,} users × {data.n_movies:,} movies, "
+                f"{metrics['n_duplicates_dropped']:,} duplicates dropped"
+            )
+        with Step(f"write {layout.outputs.index_dir}"):
+            save_index(data, layout.outputs.index_dir)
         publish(
             tracker,
             layout.outputs,
@@ -70,6 +83,7 @@ def run_index(cfg: DictConfig) -> dict[str, Any]:
             pick(metrics, "n_ratings", "n_users", "n_movies"),
             details=metrics,
             logged=numeric_metrics(metrics),
+            written=[layout.outputs.index_dir],
         )
     return metrics
 
@@ -81,9 +95,13 @@ def run_split(cfg: DictConfig) -> dict[str, Any]:
 
     layout = Layout.from_config(cfg)
     with stage_run(cfg, "split", ["dataset", "split"]) as tracker:
-        data = load_index(layout.index_dir)
-        split, metrics = split_as_configured(data, cfg)
-        save_split(split, layout.outputs.split_dir)
+        with Step(f"read {layout.index_dir}") as step:
+            data = load_index(layout.index_dir)
+            step.result = f"{len(data.ratings):,} ratings"
+        with Step(f"split ({cfg.split.method})"):
+            split, metrics = split_as_configured(data, cfg)
+        with Step(f"write {layout.outputs.split_dir}"):
+            save_split(split, layout.outputs.split_dir)
         publish(
             tracker,
             layout.outputs,
@@ -91,5 +109,6 @@ def run_split(cfg: DictConfig) -> dict[str, Any]:
             pick(metrics, "n_train", "n_test"),
             details=metrics,
             logged=numeric_metrics(metrics),
+            written=[layout.outputs.split_dir],
         )
     return metrics

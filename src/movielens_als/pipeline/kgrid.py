@@ -10,7 +10,13 @@ from omegaconf import DictConfig
 
 from movielens_als.atomic import write_json
 from movielens_als.errors import DataError
-from movielens_als.pipeline.common import numeric_metrics, publish, stage_run
+from movielens_als.pipeline.common import (
+    fit_progress,
+    log_summary,
+    numeric_metrics,
+    publish,
+    stage_run,
+)
 from movielens_als.pipeline.layout import Layout
 from movielens_als.pipeline.sweep import load_best_params
 
@@ -50,13 +56,14 @@ def run_kgrid(cfg: DictConfig) -> dict[str, Any]:
                     step=record.iteration,
                 )
 
-            result = fit(
-                split.train,
-                params,
-                movie_genres=genres,
-                evals={"test": split.test.to_ratings()},
-                callback=log,
-            )
+            with fit_progress(params, then=log) as callback:
+                result = fit(
+                    split.train,
+                    params,
+                    movie_genres=genres,
+                    evals={"test": split.test.to_ratings()},
+                    callback=callback,
+                )
             last = result.history[-1]
             entry = {
                 "K": K,
@@ -72,6 +79,11 @@ def run_kgrid(cfg: DictConfig) -> dict[str, Any]:
             seconds = float(np.median([r.seconds for r in result.history]))
             tracker.log_metrics({**numeric_metrics(entry), "seconds_per_iteration": seconds})
             tracker.log_artifacts([layout.outputs.kgrid_file(K)])
+            log_summary(
+                f"kgrid K={K}",
+                {key: entry[key] for key in ("test_rmse", "train_rmse")},
+                [layout.outputs.kgrid_file(K)],
+            )
         results[str(K)] = entry
     return results
 

@@ -4,6 +4,7 @@ on train + validation and score them once on test."""
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import numpy as np
@@ -13,6 +14,7 @@ from movielens_als.atomic import dump_json
 from movielens_als.config.validate import validate
 from movielens_als.errors import ConfigError, DataError
 from movielens_als.pipeline.common import (
+    fit_progress,
     publish,
     split_as_configured,
     stage_run,
@@ -20,8 +22,11 @@ from movielens_als.pipeline.common import (
     with_model,
 )
 from movielens_als.pipeline.layout import Layout
+from movielens_als.progress import Progress
 from movielens_als.sparse import RatingMatrix, Ratings
 from movielens_als.tracking.mlflow_tracker import open_tracker
+
+log = logging.getLogger(__name__)
 
 BEST_PARAMS = "best_params.json"
 STUDY_DB = "optuna.db"
@@ -139,21 +144,27 @@ def run_sweep(cfg: DictConfig) -> dict[str, Any]:
             "dataset": str(cfg.dataset.name),
         }
         study_name = f"{space.name}-{space.fingerprint(**settings)}"
-        study = run_study(
-            split.train,
-            split.val.to_ratings(),
-            base,
-            space,
-            n_trials=tuning.n_trials,
-            seed=tuning.seed,
-            storage=f"sqlite:///{(out_dir / STUDY_DB).resolve()}",
-            study_name=study_name,
-            movie_genres=genres,
-            pruning=tuning.pruning,
-            pruner_startup_trials=tuning.pruner_startup_trials,
-            pruner_warmup_steps=tuning.pruner_warmup_steps,
-            on_trial=track_trial,
-        )
+        with Progress("trial", tuning.n_trials) as trial_progress:
+
+            def on_trial(outcome) -> None:
+                track_trial(outcome)
+                trial_progress.update(outcome.n_finished, trial_text(outcome))
+
+            study = run_study(
+                split.train,
+                split.val.to_ratings(),
+                base,
+                space,
+                n_trials=tuning.n_trials,
+                seed=tuning.seed,
+                storage=f"sqlite:///{(out_dir / STUDY_DB).resolve()}",
+                study_name=study_name,
+                movie_genres=genres,
+                pruning=tuning.pruning,
+                pruner_startup_trials=tuning.pruner_startup_trials,
+                pruner_warmup_steps=tuning.pruner_warmup_steps,
+                on_trial=on_trial,
+            )
 
         if not any(
             t.state == optuna.trial.TrialState.COMPLETE for t in study.get_trials(deepcopy=False)
@@ -168,9 +179,19 @@ def run_sweep(cfg: DictConfig) -> dict[str, Any]:
         best = best_params.to_dict()
         # The test set is used once: the best parameters refit on all of train (train ∪ val).
         full_train = _union(split.train, split.val)
-        final = fit(
-            full_train, best_params, movie_genres=genres, evals={"test": split.test.to_ratings()}
+        log.info(
+            "best trial #%d (val_rmse=%.4f); refitting it on train + validation",
+            study.best_trial.number,
+            study.best_value,
         )
+        with fit_progress(best_params) as callback:
+            final = fit(
+                full_train,
+                best_params,
+                movie_genres=genres,
+                evals={"test": split.test.to_ratings()},
+                callback=callback,
+            )
         trials = study.get_trials(deepcopy=False)
         states = [t.state for t in trials]
         metrics = {
@@ -216,6 +237,21 @@ def run_sweep(cfg: DictConfig) -> dict[str, Any]:
             logged={**metrics, "n_pruned": details["n_pruned"], "n_failed": details["n_failed"]},
         )
     return {**metrics, **details}
+
+
+def trial_text(outcome) -> str:
+    """One sweep trial as its progress line shows it (a ``TrialOutcome``): its number, its
+    last validation RMSE, whether it was pruned, the best so far, its seconds."""
+    value = f"val_rmse={outcome.val_rmse[-1]:.4f}" if outcome.val_rmse else "no val_rmse"
+    state = outcome.state
+    if state == "pruned":
+        state = f"pruned at iteration {len(outcome.val_rmse)}"
+    best = (
+        "best: none yet"
+        if outcome.best_value is None
+        else f"best={outcome.best_value:.4f} (#{outcome.best_number})"
+    )
+    return f"#{outcome.number}  {value}  {state}  {best}  {outcome.seconds:.2f} s"
 
 
 def _union(a: RatingMatrix, b: RatingMatrix) -> RatingMatrix:

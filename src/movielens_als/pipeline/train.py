@@ -13,7 +13,13 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from movielens_als.errors import DataError
-from movielens_als.pipeline.common import publish, stage_run, stage_view, with_model
+from movielens_als.pipeline.common import (
+    fit_progress,
+    publish,
+    stage_run,
+    stage_view,
+    with_model,
+)
 from movielens_als.pipeline.layout import Layout
 from movielens_als.pipeline.sweep import load_best_params
 
@@ -85,13 +91,14 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
             )
 
         started = time.perf_counter()
-        result = fit(
-            split.train,
-            params,
-            movie_genres=None if index is None else index.movie_genres,
-            evals=evals,
-            callback=record_iteration,
-        )
+        with fit_progress(params, then=record_iteration) as callback:
+            result = fit(
+                split.train,
+                params,
+                movie_genres=None if index is None else index.movie_genres,
+                evals=evals,
+                callback=callback,
+            )
         fit_seconds = time.perf_counter() - started
 
         # the curve holds quality only: per-iteration seconds differ on every run (MLflow has them)

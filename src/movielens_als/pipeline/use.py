@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from movielens_als.pipeline.common import publish, split_as_configured, stage_run
+from movielens_als.pipeline.common import fit_progress, publish, split_as_configured, stage_run
 from movielens_als.pipeline.layout import Layout
+from movielens_als.progress import Progress
+
+log = logging.getLogger(__name__)
 
 
 def run_analysis(cfg: DictConfig) -> dict[str, Any]:
@@ -88,24 +92,29 @@ def run_ranking(cfg: DictConfig) -> dict[str, Any]:
             model = load_model(layout.model_dir(stage) / "model")
             scorers[stage] = FactorScorer(model.user_factors, model.item_factors, model.item_bias)
             if tuning_split is not None:
-                weight, validation = choose_prior_weight(
-                    model,
-                    tuning_split.train,
-                    tuning_split.val.to_ratings(),
-                    list(options.prior_weights),
-                    k=ks[-1],
-                    threshold=float(options.threshold),
-                    movie_genres=index.movie_genres if model.params.uses_genres else None,
-                )
+                log.info("%s: choosing its popularity prior's weight on validation", stage)
+                with fit_progress(model.params) as refit_progress:
+                    weight, validation = choose_prior_weight(
+                        model,
+                        tuning_split.train,
+                        tuning_split.val.to_ratings(),
+                        list(options.prior_weights),
+                        k=ks[-1],
+                        threshold=float(options.threshold),
+                        movie_genres=index.movie_genres if model.params.uses_genres else None,
+                        callback=refit_progress,
+                    )
                 scorers[f"{stage}+prior"] = prior_scorer(model, log_counts, weight)
                 priors[stage] = {"weight": weight, f"val_ndcg@{ks[-1]}": validation}
-        table: dict[str, Any] = ranking_table(
-            scorers,
-            split.train.by_user,
-            split.test.to_ratings(),
-            ks=ks,
-            threshold=float(options.threshold),
-        )
+        with Progress("ranking", None, unit="user lists", lines=10) as ranked:
+            table: dict[str, Any] = ranking_table(
+                scorers,
+                split.train.by_user,
+                split.test.to_ratings(),
+                ks=ks,
+                threshold=float(options.threshold),
+                on_batch=lambda name, done, total: ranked.update(done, name, total=total),
+            )
         if priors:
             table["popularity_prior"] = priors
         logged = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -74,6 +75,10 @@ def hydra_entry(
         # Name the job after the stage (Hydra would call every stage "_entry" in its logs).
         if not any(arg.startswith("hydra.job.name=") for arg in sys.argv[1:]):
             sys.argv.append(f"hydra.job.name={stage}")
+        # A stage's stderr is its progress and its summary line (conf/hydra/job_logging/);
+        # MLflow's INFO lines (creating tables, validating the input example) are not, and it
+        # sets its loggers up on import, out of reach of that config. Its warnings still show.
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
         hydra.main(config_path=str(conf_dir()), config_name=config_name, version_base=None)(task)()
 
     return main

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -19,6 +20,8 @@ from movielens_als.core.fit import IterationRecord, fit
 from movielens_als.core.variant import VariantParams
 from movielens_als.errors import ConfigError
 from movielens_als.sparse import CSR, RatingMatrix, Ratings
+
+log = logging.getLogger(__name__)
 
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 
@@ -82,13 +85,19 @@ class SearchSpace:
 
 @dataclass
 class TrialOutcome:
-    """One trial as the caller sees it (for tracking): params, per-iteration val RMSE, state."""
+    """One trial as the caller sees it (for tracking and progress): params, per-iteration val
+    RMSE, state, and where the study stands with it: ``n_finished`` trials finished (complete
+    or pruned, this one included, earlier runs' too) and the best complete trial so far
+    (``best_value``, ``best_number``; None while there is none)."""
 
     number: int
     params: dict[str, Any]
     val_rmse: list[float] = field(default_factory=list)
     seconds: float = 0.0
     state: str = "running"
+    n_finished: int = 0
+    best_value: float | None = None
+    best_number: int | None = None
 
 
 def run_study(
@@ -161,9 +170,32 @@ def run_study(
             if outcome.state == "running":
                 outcome.state = "failed"
             if on_trial is not None:
+                _place_in_study(outcome, study)
                 on_trial(outcome)
         return outcome.val_rmse[-1]
 
+    if remaining < n_trials:
+        log.info(
+            "study %s: %d of %d trials finished in earlier runs; %d to run",
+            study_name,
+            n_trials - remaining,
+            n_trials,
+            max(remaining, 0),
+        )
     if remaining > 0:
         study.optimize(objective, n_trials=remaining, catch=())
     return study
+
+
+def _place_in_study(outcome: TrialOutcome, study: optuna.Study) -> None:
+    """Fill in ``outcome``'s count of finished trials and the best so far. The trial is not
+    yet told to the study (its objective is still returning), so it is added here."""
+    finished = study.get_trials(deepcopy=False, states=FINISHED)
+    complete = [
+        (t.value, t.number) for t in finished if t.state == optuna.trial.TrialState.COMPLETE
+    ]
+    if outcome.state == "complete":
+        complete.append((outcome.val_rmse[-1], outcome.number))
+    outcome.n_finished = len(finished) + int(outcome.state in ("complete", "pruned"))
+    if complete:
+        outcome.best_value, outcome.best_number = min(complete)
