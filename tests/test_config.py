@@ -164,6 +164,9 @@ def test_hydra_output_dirs_stay_out_of_repo_root():
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
+    from movielens_als.config.compose import register_resolvers
+
+    register_resolvers()  # ${run_stamp:}, as the stage entry point registers it
     with initialize_config_dir(str(REPO_ROOT / "conf"), version_base=None):
         cfg = hydra_compose("train", return_hydra_config=True)
     assert str(cfg.hydra.run.dir).startswith("outputs/")
