@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -161,18 +163,40 @@ def test_unknown_dataset_group_fails_at_composition():
 
 
 def test_hydra_output_dirs_stay_out_of_repo_root():
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
+    from movielens_als.stages._entry import HYDRA_SETTINGS
 
-    from movielens_als.config.compose import register_resolvers
-
-    register_resolvers()  # ${run_stamp:}, as the stage entry point registers it
-    with initialize_config_dir(str(REPO_ROOT / "conf"), version_base=None):
-        cfg = hydra_compose("train", return_hydra_config=True)
-    assert str(cfg.hydra.run.dir).startswith("outputs/")
-    assert str(cfg.hydra.sweep.dir).startswith("outputs/")
+    assert HYDRA_SETTINGS["hydra.run.dir"].startswith("outputs/")
+    assert HYDRA_SETTINGS["hydra.sweep.dir"].startswith("outputs/")
+    assert "${run_stamp:}" in HYDRA_SETTINGS["hydra.sweep.dir"]
     ignored = (REPO_ROOT / ".gitignore").read_text().splitlines()
     assert "outputs/" in ignored
+
+
+def test_a_stage_run_from_params_yaml_logs_briefly_and_writes_no_log_file(tmp_path):
+    """As DVC runs it (--config-dir . --config-name params): the stage's own logging setup and
+    a run folder of its own, though params.yaml has no hydra section."""
+    (tmp_path / "params.yaml").write_text(
+        render_params(
+            ["dataset=synthetic", "dataset.synthetic.preset=tiny", "tracking.enabled=false"]
+        )
+    )
+    env = {**os.environ, "MOVIELENS_ALS_CONF": str(REPO_ROOT / "conf")}
+    cmd = [
+        sys.executable,
+        "-m",
+        "movielens_als.stages.download",
+        "--config-dir",
+        ".",
+        "--config-name",
+        "params",
+    ]
+    result = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("[download]"), result.stderr
+    (run_dir,) = (tmp_path / "outputs/hydra").glob("*/*")
+    assert re.fullmatch(r"\d\d-\d\d-\d\d-\d+", run_dir.name), run_dir  # time and pid
+    assert not list(run_dir.rglob("*.log"))
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,16 @@ from omegaconf import DictConfig
 from movielens_als.config.compose import conf_dir, register_resolvers
 from movielens_als.errors import MovieLensError
 
+# Hydra settings of every stage run, given as overrides because DVC runs the stages with
+# params.yaml, which holds no hydra section (its composition leaves it out); a command line's
+# own value wins. Folders: git-ignored, named by start time and pid (${run_stamp:}) so runs and
+# multiruns started in the same second never share one. Logging: brief lines on stderr, no file
+# (conf/hydra/job_logging/stage.yaml; conf/ stays on the search path beside --config-dir).
+HYDRA_SETTINGS = {
+    "hydra.run.dir": "outputs/hydra/${now:%Y-%m-%d}/${run_stamp:}",
+    "hydra.sweep.dir": "outputs/multirun/${now:%Y-%m-%d}/${run_stamp:}",
+    "hydra/job_logging": "stage",
+}
 ERROR_EXIT_CODE = 2
 INTERRUPTED_EXIT_CODE = 130  # the shell's code for a Ctrl-C'd command
 
@@ -73,8 +83,9 @@ def hydra_entry(
     def main() -> None:
         register_resolvers()
         # Name the job after the stage (Hydra would call every stage "_entry" in its logs).
-        if not any(arg.startswith("hydra.job.name=") for arg in sys.argv[1:]):
-            sys.argv.append(f"hydra.job.name={stage}")
+        for key, value in {"hydra.job.name": stage, **HYDRA_SETTINGS}.items():
+            if not any(arg.startswith(f"{key}=") for arg in sys.argv[1:]):
+                sys.argv.append(f"{key}={value}")
         # A stage's stderr is its progress and its summary line (conf/hydra/job_logging/);
         # MLflow's INFO lines (creating tables, validating the input example) are not, and it
         # sets its loggers up on import, out of reach of that config. Its warnings still show.
