@@ -449,6 +449,32 @@ def test_fault_points_are_numbered_per_block_and_rename(tmp_path, monkeypatch):
     assert read_points(log)[5].targets == (str(tmp_path / "a.json"),)
 
 
+class Stopped(Exception):
+    pass
+
+
+def _stop(signum, frame):
+    raise Stopped
+
+
+def test_sigterm_between_two_renames_waits_for_the_second(tmp_path, monkeypatch):
+    from movielens_als import atomic
+
+    monkeypatch.setattr(atomic, "_fault_points_passed", 0)
+    monkeypatch.setenv(FAULT_AT_ENV, "3")  # reserved, written, renamed 1/2: SIGTERM here
+    monkeypatch.setenv(FAULT_SIGNAL_ENV, "TERM")
+    first, second = tmp_path / "first.txt", tmp_path / "second.txt"
+    previous = signal.signal(signal.SIGTERM, _stop)
+    try:
+        with pytest.raises(Stopped), atomic.atomic_paths(first, second) as (a, b):
+            a.write_text("new")
+            b.write_text("new")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert first.read_text() == second.read_text() == "new"
+    assert signal.getsignal(signal.SIGTERM) is previous
+
+
 @pytest.mark.parametrize("name", list(STAGES))
 def test_a_stage_killed_at_a_drawn_point_reruns_to_the_same_bytes(pipeline, name):
     pipeline.case(check_kill_and_rerun, name).result()

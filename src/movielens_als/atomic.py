@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import tempfile
+import threading
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -61,7 +62,8 @@ def glob_escape(text: str) -> str:
 def atomic_paths(*paths: str | os.PathLike[str]) -> Iterator[list[Path]]:
     """Yield a temporary sibling path for each of ``paths``; when the block succeeds rename
     them all over their targets (write all, then rename all: a reader never sees a new file
-    beside old ones from a run that failed half-way), on error delete them all.
+    beside old ones from a run that failed half-way, nor from one stopped by Ctrl-C or
+    SIGTERM, which wait for the renames), on error delete them all.
 
     Works for files and for directories (the caller creates whichever it needs at each
     yielded path). A temporary's name carries this process's pid, so a later write of the
@@ -83,17 +85,43 @@ def atomic_paths(*paths: str | os.PathLike[str]) -> Iterator[list[Path]]:
         fault_point("reserved", targets)
         yield list(temporaries)
         fault_point("written", targets)
-        for i, (tmp, target) in enumerate(zip(temporaries, targets, strict=True), start=1):
-            if target.is_dir() and not target.is_symlink():
-                shutil.rmtree(target)
-            os.replace(tmp, target)
-            fault_point(f"renamed {i}/{len(targets)}", [target])
+        with _stops_deferred():
+            for i, (tmp, target) in enumerate(zip(temporaries, targets, strict=True), start=1):
+                if target.is_dir() and not target.is_symlink():
+                    shutil.rmtree(target)
+                os.replace(tmp, target)
+                fault_point(f"renamed {i}/{len(targets)}", [target])
     finally:
         for tmp in temporaries:
             if tmp.is_dir():
                 shutil.rmtree(tmp, ignore_errors=True)
             elif tmp.exists():
                 tmp.unlink()
+
+
+@contextlib.contextmanager
+def _stops_deferred() -> Iterator[None]:
+    """SIGINT and SIGTERM (Ctrl-C, kill) wait until the block is done, then take effect:
+    otherwise the KeyboardInterrupt a stage raises for them could land between two renames
+    and leave new outputs beside old ones. SIGKILL cannot wait; what it leaves is whole files
+    and stale temporaries. Python runs signal handlers in the main thread only: a block in
+    another thread is not interrupted by them (and may not change them)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        handler = signal.getsignal(signum)
+        if handler is not None and handler != signal.SIG_IGN:  # None: set outside Python
+            previous[signum] = signal.signal(signum, lambda number, _: caught.append(number))
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if caught:
+            signal.raise_signal(caught[0])
 
 
 FAULT_LOG_ENV = "MOVIELENS_ALS_FAULT_LOG"
