@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from _project import TINY_RELEASE, paths_under
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REAL_ARCHIVE = "ml-latest-small.zip"
 
@@ -37,16 +39,7 @@ def real_mirror() -> Path:
 @pytest.fixture
 def project_overrides(tmp_path: Path) -> list[str]:
     """Hydra overrides that send every output of a stage, and MLflow, into ``tmp_path``."""
-    return [
-        f"paths.data={tmp_path / 'data'}",
-        f"paths.results={tmp_path / 'data'}",
-        f"paths.reports={tmp_path / 'reports'}",
-        f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}",
-        f"tracking.artifact_root={tmp_path / 'mlartifacts'}",
-    ]
-
-
-TINY_RELEASE = ["dataset=synthetic", "dataset.synthetic.preset=tiny"]
+    return paths_under(tmp_path)
 
 
 @pytest.fixture

@@ -1,5 +1,9 @@
 """Write outputs under a temporary name and rename, so no half-written file is ever left
-for DVC to cache when a stage fails part-way."""
+for DVC to cache when a stage fails part-way.
+
+Every output passes through ``atomic_paths``, so that is also where the fault suite
+(tests/test_fault_suite.py) stops a stage: see ``fault_point``.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,9 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import tempfile
+import threading
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -56,7 +62,8 @@ def glob_escape(text: str) -> str:
 def atomic_paths(*paths: str | os.PathLike[str]) -> Iterator[list[Path]]:
     """Yield a temporary sibling path for each of ``paths``; when the block succeeds rename
     them all over their targets (write all, then rename all: a reader never sees a new file
-    beside old ones from a run that failed half-way), on error delete them all.
+    beside old ones from a run that failed half-way, nor from one stopped by Ctrl-C or
+    SIGTERM, which wait for the renames), on error delete them all.
 
     Works for files and for directories (the caller creates whichever it needs at each
     yielded path). A temporary's name carries this process's pid, so a later write of the
@@ -75,17 +82,83 @@ def atomic_paths(*paths: str | os.PathLike[str]) -> Iterator[list[Path]]:
             )
             tmp.rmdir()  # the caller decides whether the temporary is a file or a folder
             temporaries.append(tmp)
+        fault_point("reserved", targets)
         yield list(temporaries)
-        for tmp, target in zip(temporaries, targets, strict=True):
-            if target.is_dir() and not target.is_symlink():
-                shutil.rmtree(target)
-            os.replace(tmp, target)
+        fault_point("written", targets)
+        with _stops_deferred():
+            for i, (tmp, target) in enumerate(zip(temporaries, targets, strict=True), start=1):
+                if target.is_dir() and not target.is_symlink():
+                    shutil.rmtree(target)
+                os.replace(tmp, target)
+                fault_point(f"renamed {i}/{len(targets)}", [target])
     finally:
         for tmp in temporaries:
             if tmp.is_dir():
                 shutil.rmtree(tmp, ignore_errors=True)
             elif tmp.exists():
                 tmp.unlink()
+
+
+@contextlib.contextmanager
+def _stops_deferred() -> Iterator[None]:
+    """SIGINT and SIGTERM (Ctrl-C, kill) wait until the block is done, then take effect:
+    otherwise the KeyboardInterrupt a stage raises for them could land between two renames
+    and leave new outputs beside old ones. SIGKILL cannot wait; what it leaves is whole files
+    and stale temporaries. Python runs signal handlers in the main thread only: a block in
+    another thread is not interrupted by them (and may not change them)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        handler = signal.getsignal(signum)
+        if handler is not None and handler != signal.SIG_IGN:  # None: set outside Python
+            previous[signum] = signal.signal(signum, lambda number, _: caught.append(number))
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if caught:
+            signal.raise_signal(caught[0])
+
+
+FAULT_LOG_ENV = "MOVIELENS_ALS_FAULT_LOG"
+FAULT_AT_ENV = "MOVIELENS_ALS_FAULT_AT"
+FAULT_SIGNAL_ENV = "MOVIELENS_ALS_FAULT_SIGNAL"
+_fault_points_passed = 0
+
+
+def fault_point(event: str, targets: list[Path]) -> None:
+    """Test hook, for the fault suite (tests/test_fault_suite.py) only: a numbered point where
+    the death of this process changes what it leaves on disk, so that a test can stop a stage
+    at each such point instead of after a guessed delay. With neither variable below set it
+    only looks them up.
+
+    ``atomic_paths`` passes three kinds of point per block: ``reserved`` (temporaries named,
+    nothing written), ``written`` (the caller has filled them, nothing renamed) and
+    ``renamed i/n`` after each rename into place — between the renames of a multi-output
+    publish, and after the last one, before the stage's MLflow run closes. A block nested in
+    another's temporary (a model's files inside its folder) gives points while a temporary
+    is being written.
+
+    - ``MOVIELENS_ALS_FAULT_LOG=<file>``: append ``<n>\t<event>\t<targets>`` per point, so a
+      test knows how many points a stage has and what each one is;
+    - ``MOVIELENS_ALS_FAULT_AT=<n>``: at point n (from 1) send this process
+      ``MOVIELENS_ALS_FAULT_SIGNAL`` (a name: ``KILL``, the default, or ``TERM``).
+    """
+    log, at = os.environ.get(FAULT_LOG_ENV), os.environ.get(FAULT_AT_ENV)
+    if log is None and at is None:
+        return
+    global _fault_points_passed
+    _fault_points_passed += 1
+    if log is not None:
+        with open(log, "a", encoding="utf-8") as fh:
+            fh.write(f"{_fault_points_passed}\t{event}\t{', '.join(map(str, targets))}\n")
+    if at is not None and int(at) == _fault_points_passed:
+        name = os.environ.get(FAULT_SIGNAL_ENV, "KILL")
+        os.kill(os.getpid(), signal.Signals[f"SIG{name}"])
 
 
 @contextlib.contextmanager
