@@ -335,8 +335,10 @@ def renamed_together(prepared: Prepared, point: Point) -> list[str]:
 
 
 def untimed(line: str) -> str:
-    """A log line without the date and time MLflow's logger starts it with."""
-    return re.sub(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d ", "", line)
+    """A log line without the date and time MLflow's logger starts it with, and without the
+    seconds a progress line reports (``… test_rmse=0.8270  0.01 s``)."""
+    line = re.sub(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d ", "", line)
+    return re.sub(r"\s*\b\d+(\.\d+)? s\b", "", line)
 
 
 def drawn_point(prepared: Prepared, check: str) -> Point:
