@@ -86,7 +86,7 @@ class StageServer:
     """The client side: start the server, run stages through it (one at a time: a thread
     that shares a server must hold it for the whole run), stop it."""
 
-    def __init__(self, scratch: Path, hash_seed: int) -> None:
+    def __init__(self, scratch: Path, hash_seed: int, niceness: int = 0) -> None:
         self.scratch = scratch  # where each child's stdout and stderr are written
         scratch.mkdir(parents=True, exist_ok=True)
         self.count = 0
@@ -96,7 +96,7 @@ class StageServer:
                 sys.executable,
                 "-c",
                 f"import sys; sys.path.insert(0, {tests!r}); "
-                "import _stage_processes; _stage_processes.serve()",
+                f"import _stage_processes; _stage_processes.serve({niceness})",
             ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -167,10 +167,12 @@ class StageServer:
         self.server.wait(timeout=60)
 
 
-def serve() -> None:
-    """The server: preload, then fork one child per request."""
+def serve(niceness: int) -> None:
+    """The server: preload, then fork one child per request (at ``niceness``: a lower
+    priority for work that may wait)."""
     import importlib
 
+    os.nice(niceness)
     for name in PRELOAD:
         importlib.import_module(name)
     _warm_numba()
