@@ -45,7 +45,10 @@ def _caused_by_interrupt(exc: BaseException) -> bool:
 
 
 def _interrupted(stage: str) -> None:
-    print(f"error: {stage}: interrupted; nothing was published", file=sys.stderr)
+    print(
+        f"error: {stage}: interrupted; no output is half-written (each is the previous or the new version)",
+        file=sys.stderr,
+    )
     sys.exit(INTERRUPTED_EXIT_CODE)
 
 
