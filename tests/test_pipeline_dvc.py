@@ -136,7 +136,6 @@ def test_dvc_outputs_are_where_the_layout_writes():
         folder = layout.tuning_dir(cfg.sweep.model, space)
         expected[f"sweep@{space}"] = [
             folder / "best_params.json",
-            folder / "optuna.db",
             layout.figures_dir(name),
             layout.details_file(name),
             layout.metrics_file(name),
