@@ -20,8 +20,8 @@ from movielens_als.pipeline.data import run_download, run_index, run_split
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-def _get(base: str, path: str, **query: str) -> dict:
-    url = f"{base}{path}?{urllib.parse.urlencode(query)}"
+def _get(base: str, endpoint: str, **query: str) -> dict:
+    url = f"{base}{endpoint}?{urllib.parse.urlencode(query)}"
     with urllib.request.urlopen(url, timeout=30) as response:
         return json.loads(response.read())
 
@@ -107,8 +107,12 @@ def test_stage_logs_to_a_real_server(tmp_path, project_overrides, mlflow_server,
     assert [m["step"] for m in history["metrics"]] == [1, 2, 3, 4]
 
     listed = _get(mlflow_server, "/api/2.0/mlflow/artifacts/list", run_id=run_id)
-    paths = {f["path"] for f in listed["files"]}
-    assert {"bias_only_convergence.pdf", "bias.json", "bias.csv"} <= paths
-    url = f"{mlflow_server}/get-artifact?{urllib.parse.urlencode({'path': 'bias_only_convergence.pdf', 'run_uuid': run_id})}"
+    assert {"metrics", "details", "curves", "figures"} <= {f["path"] for f in listed["files"]}
+    figure = "figures/bias/bias_only_convergence.pdf"
+    listed = _get(
+        mlflow_server, "/api/2.0/mlflow/artifacts/list", run_id=run_id, path="figures/bias"
+    )
+    assert figure in {f["path"] for f in listed["files"]}
+    url = f"{mlflow_server}/get-artifact?{urllib.parse.urlencode({'path': figure, 'run_uuid': run_id})}"
     with urllib.request.urlopen(url, timeout=30) as response:
         assert response.read(5) == b"%PDF-"
