@@ -1,185 +1,160 @@
-"""Seconds per full ALS iteration at ML-32M shape: the core's kernels vs the notebook design.
+"""Seconds per ALS iteration at ML-32M shape, side by side in one run: this project's solvers,
+LensKit's BiasedMF and the notebook's kernel design, on the same data and threads.
 
-    .venv/bin/python benchmarks/bench_als.py                       # 28.8M ratings, K = 32
-    .venv/bin/python benchmarks/bench_als.py --ratings 20000000 --K 32 64 128 --repeats 5
-    .venv/bin/python benchmarks/bench_als.py --ratings 2000000 --repeats 2   # quick
+    pip install -e .[bench]                                    # LensKit: benchmark-only
+    .venv/bin/python benchmarks/bench_als.py                   # ML-32M shape, K = 32 and 64
+    .venv/bin/python benchmarks/bench_als.py --preset small --K 32 --iterations 5   # quick
 
-A random power-law rating matrix is generated with NumPy (200,948 users with ≥ 20 ratings
-and a heavy tail; 84,432 movies with Zipf-like popularity, randomly permuted; duplicates
-removed). One iteration = every user's (b, u) then every movie's (c, v), biases included
-(the core also computes the exact train SSE in the movie pass). The baseline reproduces the
-notebook's kernel design (notebook_als_baseline.py) and is timed in the same run; the printed
-ratio is baseline median / core median. Gram GFLOP/s counts the upper triangle of the
-(K+2)×(K+2) augmented Gram matrix ([1, v, y]) per rating and side: n·(K+2)(K+3) flops,
-timed on a gather + Gram-only pass of the same kernels.
+Data: the synthetic generator's ``ml-32m`` preset (200,948 users × 84,432 movies, 32.0M
+ratings drawn from a planted low-rank model, so test RMSE means something), split 90/10 at
+random (seeded): 28.8M train ratings. Every implementation trains ``--iterations`` sweeps
+(every user's row, then every movie's) from its own random start:
+
+* ``cholesky`` / ``cd``: ``movielens_als.core.fit`` with the study's ``als`` settings
+  (conf/model/als.yaml: K, λ = 1, τ = 0.15 per rating, γ = 1) and ``solver`` set; seconds are
+  the fit's own per-sweep times (the train SSE included, the test RMSE excluded).
+* ``lenskit``: ``lenskit.als.BiasedMFScorer`` (Rust kernels, K×K Cholesky per row, biases
+  fitted once beforehand), seconds per ``train_epoch()``; its regularisation is LensKit's
+  default (0.1 per rating). Skipped with a note when LensKit is not installed.
+* ``notebook``: the notebook's kernel design (``notebook_als_baseline.py``) at K = 32 only,
+  timed on ``--notebook-repeats`` iterations (it is slow).
+
+The table reports medians over the iterations, the ratios (baseline / ours), and each test
+RMSE after the last iteration. Above it: the CPU, the BLAS NumPy and Numba call (the
+cholesky solver's Gram products go through it; the cd solver calls no BLAS), and the
+thread count. Absolute seconds differ between machines; the ratios are the claim.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import platform
 import statistics
 import time
 
 import numba
 import numpy as np
-from numba import njit, prange
+from threadpoolctl import threadpool_info
 
-from movielens_als.core import kernels
-from movielens_als.core.als import update_rows
-from movielens_als.core.fit import cache_aligned, row_schedule, single_threaded_blas
-from movielens_als.sparse import CSR
+from movielens_als.config import compose
+from movielens_als.core import fit, model_params
+from movielens_als.core.fit import single_threaded_blas
+from movielens_als.data.synthetic import SyntheticSpec, generate
+from movielens_als.sparse import RatingMatrix, Ratings
 from notebook_als_baseline import notebook_half_step
 
-ML32M_USERS = 200_948
-ML32M_ITEMS = 84_432
 
-
-def power_law_ratings(n_users: int, n_items: int, n_ratings: int, seed: int) -> tuple[CSR, CSR]:
-    """A user-major and a movie-major CSR of about ``n_ratings`` distinct random ratings."""
-    rng = np.random.default_rng(seed)
-    activity = 20.0 * (1.0 + rng.pareto(1.2, n_users))  # every user ≥ 20, heavy tail
-    popularity = (np.arange(n_items) + 30.0) ** -1.0  # Zipf-like, top movie ≈ 0.4 %
-    cdf = np.cumsum(rng.permutation(popularity))
-    cdf /= cdf[-1]
-    wanted = n_ratings
-    for _ in range(3):  # duplicates are dropped, so top up towards the requested count
-        counts = np.clip(np.round(activity * (wanted / activity.sum())), 1, n_items // 4)
-        users = np.repeat(np.arange(n_users, dtype=np.int64), counts.astype(np.int64))
-        items = np.minimum(np.searchsorted(cdf, rng.random(len(users))), n_items - 1)
-        keys = users * n_items + items
-        keys.sort()
-        keys = keys[np.concatenate([[True], keys[1:] != keys[:-1]])]
-        if len(keys) >= 0.99 * n_ratings:
-            break
-        wanted = int(wanted * n_ratings / len(keys))
-    users, items = keys // n_items, keys % n_items
-    ratings = rng.integers(1, 11, size=len(keys)).astype(np.float32) / 2.0
-    user_major = CSR.from_coo(users, items, ratings, n_users, n_items)
-    return user_major, user_major.transpose()
-
-
-@njit(cache=True, parallel=True)
-def gather_and_gram(indptr, indices, data, offset, other_bias, other_factors, row_order, block_ptr):
-    """The core's gather + Gram build alone (no solve), for the GFLOP/s figure."""
-    n_factors = other_factors.shape[1]
-    chunk_size = kernels.gram_chunk(n_factors)
-    checksum = np.zeros(len(block_ptr) - 1)
-    for block in prange(len(block_ptr) - 1):
-        first, last = block_ptr[block], block_ptr[block + 1]
-        capacity = 0
-        for pos in range(first, last):
-            row = row_order[pos]
-            capacity = max(capacity, indptr[row + 1] - indptr[row])
-        design, gram, _, _, _, _ = kernels.new_row_scratch(n_factors, capacity)
-        for pos in range(first, last):
-            row = row_order[pos]
-            lo, hi = indptr[row], indptr[row + 1]
-            for start in range(0, hi - lo, chunk_size):
-                stop = min(start + chunk_size, hi - lo)
-                for t in range(start, stop):
-                    col = indices[lo + t]
-                    z = design[t]
-                    z[0] = np.float32(1.0)
-                    for k in range(n_factors):
-                        z[1 + k] = other_factors[col, k]
-                    z[n_factors + 1] = np.float32(data[lo + t] - offset - other_bias[col])
-                chunk = design[start:stop]
-                np.dot(chunk.T, chunk, gram)
-                checksum[block] += gram[0, n_factors + 1]
-    return checksum.sum()
-
-
-def time_runs(run, repeats: int) -> tuple[float, float]:
-    """Median and minimum wall time of ``repeats`` calls."""
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), min(times)
-
-
-def bench_core(
-    by_user: CSR, by_item: CSR, n_factors: int, repeats: int, seed: int
-) -> dict[str, float]:
-    rng = np.random.default_rng(seed)
-    mu = float(np.mean(by_user.data, dtype=np.float64))
-    user_bias = np.zeros(by_user.n_rows, dtype=np.float32)
-    item_bias = np.zeros(by_item.n_rows, dtype=np.float32)
-    # aligned like fit.init_factors allocates them
-    user_factors = cache_aligned(
-        (rng.standard_normal((by_user.n_rows, n_factors)) / np.sqrt(n_factors)).astype(np.float32)
-    )
-    item_factors = cache_aligned(
-        (rng.standard_normal((by_item.n_rows, n_factors)) / np.sqrt(n_factors)).astype(np.float32)
-    )
-    user_schedule = row_schedule(by_user.row_counts(), n_factors)
-    item_schedule = row_schedule(by_item.row_counts(), n_factors)
-    regs = {"lam": 1.0, "tau": 0.05, "gamma": 1.0, "count_scaled": True}
-
-    def iteration() -> None:
-        update_rows(
-            by_user,
-            mu,
-            item_bias,
-            item_factors,
-            user_bias,
-            user_factors,
-            schedule=user_schedule,
-            **regs,
-        )
-        update_rows(
-            by_item,
-            mu,
-            user_bias,
-            user_factors,
-            item_bias,
-            item_factors,
-            schedule=item_schedule,
-            compute_sse=True,
-            **regs,
-        )
-
-    def gram_only() -> None:
-        with single_threaded_blas():
-            gather_and_gram(
-                by_user.indptr,
-                by_user.indices,
-                by_user.data,
-                mu,
-                item_bias,
-                item_factors,
-                user_schedule.order,
-                user_schedule.block_ptr,
+def machine_facts() -> list[str]:
+    """CPU model and SIMD flags, the BLAS libraries loaded, the thread settings."""
+    model, flags = platform.processor() or "?", set()
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                elif line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    simd = [f for f in ("avx2", "fma", "avx512f") if f in flags]
+    lines = [f"CPU: {model}, {os.cpu_count()} logical cores, SIMD {'/'.join(simd) or 'none'}"]
+    for lib in threadpool_info():
+        if lib.get("user_api") == "blas":
+            owner = os.path.basename(os.path.dirname(lib.get("filepath", "")))  # numpy.libs, …
+            lines.append(
+                f"BLAS ({owner}): {lib.get('internal_api')} {lib.get('version')} "
+                f"({lib.get('architecture', '?')}, {lib.get('num_threads')} threads by default; "
+                f"pinned to 1 per Numba thread inside the kernels)"
             )
-            gather_and_gram(
-                by_item.indptr,
-                by_item.indices,
-                by_item.data,
-                mu,
-                user_bias,
-                user_factors,
-                item_schedule.order,
-                item_schedule.block_ptr,
-            )
+    lines.append(
+        f"Numba {numba.__version__}: {numba.get_num_threads()} threads "
+        f"({numba.config.THREADING_LAYER} layer); NumPy {np.__version__}"
+    )
+    lines.append(
+        "paths: cholesky = gather (prefetched) + sgemm per ≤ 453-rating chunk through SciPy's "
+        "BLAS + Numba Cholesky; cd = gather (prefetched) + Numba coordinate loops, no BLAS call"
+    )
+    return lines
 
-    iteration()  # compile / warm caches
-    gram_only()
-    dim = n_factors + 2
-    gram_flops = 2 * by_user.nnz * dim * (dim + 1)  # upper triangle, both sides
-    iteration_s, iteration_min = time_runs(iteration, repeats)
-    gram_s, _ = time_runs(gram_only, repeats)
+
+def synthetic_split(preset: str, seed: int) -> tuple[RatingMatrix, Ratings, object]:
+    """The preset's ratings as indices, 90 % train / 10 % test at random."""
+    ratings, _ = generate(SyntheticSpec.preset(preset, seed=seed))
+    users, user_index = np.unique(ratings["userId"].to_numpy(), return_inverse=True)
+    items, item_index = np.unique(ratings["movieId"].to_numpy(), return_inverse=True)
+    values = ratings["rating"].to_numpy(np.float32)
+    is_train = np.random.default_rng(seed).random(len(values)) < 0.9
+    every = Ratings.from_arrays(user_index, item_index, values)
+    train = RatingMatrix.from_ratings(every.subset(is_train), len(users), len(items))
+    return train, every.subset(~is_train), (ratings, is_train)
+
+
+def als_params(n_factors: int, iterations: int, solver: str):
+    values = dict(compose("train", ["model=als"]).model)
+    values.update(K=n_factors, iterations=iterations, solver=solver)
+    return model_params(values)
+
+
+def bench_ours(train, test, n_factors, iterations, solver) -> dict[str, float]:
+    result = fit(train, als_params(n_factors, iterations, solver), evals={"test": test})
+    seconds = [record.seconds for record in result.history]
     return {
-        "iteration_s": iteration_s,
-        "iteration_min": iteration_min,
-        "gram_s": gram_s,
-        "gram_gflops": gram_flops / gram_s / 1e9,
+        "seconds": statistics.median(seconds),
+        "rmse": result.history[-1].eval_rmse["test"],
     }
 
 
-def bench_notebook(
-    by_user: CSR, by_item: CSR, n_factors: int, repeats: int, seed: int
-) -> tuple[float, float]:
+def bench_lenskit(raw, n_factors, iterations, seed) -> dict[str, float] | str:
+    try:
+        import pandas as pd
+        from lenskit.als import BiasedMFScorer
+        from lenskit.data import from_interactions_df
+        from lenskit.training import TrainingOptions
+    except ImportError as error:
+        return f"not installed ({error}); pip install -e .[bench]"
+    ratings, is_train = raw
+    frame = pd.DataFrame(
+        {
+            "user_id": ratings["userId"].to_numpy(),
+            "item_id": ratings["movieId"].to_numpy(),
+            "rating": ratings["rating"].to_numpy(np.float32),
+        }
+    )
+    train_frame, test_frame = frame[is_train], frame[~is_train]
+    data = from_interactions_df(train_frame)
+    scorer = BiasedMFScorer(embedding_size=n_factors, epochs=iterations)
+    trainer = scorer.create_trainer(data, TrainingOptions(rng=seed))
+    seconds = []
+    for _ in range(iterations):
+        start = time.perf_counter()
+        trainer.train_epoch()
+        seconds.append(time.perf_counter() - start)
+    trainer.finalize()
+    # r̂ = global + user bias + item bias + pᵀq for test pairs whose user and item are known
+    user_num = data.users.numbers(test_frame["user_id"].to_numpy(), missing="negative")
+    item_num = data.items.numbers(test_frame["item_id"].to_numpy(), missing="negative")
+    known = (user_num >= 0) & (item_num >= 0)
+    bias = scorer.bias
+    predicted = (
+        bias.global_bias
+        + (bias.user_biases[user_num[known]] if bias.user_biases is not None else 0.0)
+        + (bias.item_biases[item_num[known]] if bias.item_biases is not None else 0.0)
+        + np.einsum(
+            "ij,ij->i",
+            scorer.user_embeddings[user_num[known]],
+            scorer.item_embeddings[item_num[known]],
+        )
+    )
+    truth = test_frame["rating"].to_numpy(np.float64)[known]
+    return {
+        "seconds": statistics.median(seconds),
+        "rmse": float(np.sqrt(np.mean((predicted - truth) ** 2))),
+    }
+
+
+def bench_notebook(train: RatingMatrix, n_factors: int, repeats: int, seed: int) -> float:
+    by_user, by_item = train.by_user, train.by_item
     rng = np.random.default_rng(seed)
     mu = float(np.mean(by_user.data, dtype=np.float64))
     user_bias = np.zeros(by_user.n_rows)
@@ -190,85 +165,79 @@ def bench_notebook(
     item_data = by_item.data.astype(np.float64)
 
     def iteration() -> None:
-        notebook_half_step(
-            by_user.indptr,
-            by_user.indices,
-            user_data,
-            mu,
-            item_bias,
-            item_factors,
-            user_bias,
-            user_factors,
-            1.0,
-            0.05,
-            1.0,
-        )
-        notebook_half_step(
-            by_item.indptr,
-            by_item.indices,
-            item_data,
-            mu,
-            user_bias,
-            user_factors,
-            item_bias,
-            item_factors,
-            1.0,
-            0.05,
-            1.0,
-        )
+        for rows, data, ob, of, b, f in (
+            (by_user, user_data, item_bias, item_factors, user_bias, user_factors),
+            (by_item, item_data, user_bias, user_factors, item_bias, item_factors),
+        ):
+            notebook_half_step(rows.indptr, rows.indices, data, mu, ob, of, b, f, 1.0, 0.15, 1.0)
 
-    iteration()
-    return time_runs(iteration, repeats)
+    iteration()  # compile
+    times = []
+    with single_threaded_blas():
+        for _ in range(repeats):
+            start = time.perf_counter()
+            iteration()
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ratings", type=int, default=28_800_000, help="train ratings to generate")
-    parser.add_argument("--users", type=int, default=ML32M_USERS)
-    parser.add_argument("--items", type=int, default=ML32M_ITEMS)
-    parser.add_argument("--K", type=int, nargs="+", default=[32], help="factor counts to time")
-    parser.add_argument(
-        "--repeats", type=int, default=3, help="timed iterations per measurement (median)"
-    )
-    parser.add_argument(
-        "--baseline-K",
-        type=int,
-        nargs="*",
-        default=None,
-        help="K values to time the notebook baseline at (default: 32 if requested)",
-    )
+    parser.add_argument("--preset", default="ml-32m", help="synthetic preset (small, ml-32m)")
+    parser.add_argument("--K", type=int, nargs="+", default=[32, 64], help="factor counts")
+    parser.add_argument("--iterations", type=int, default=10, help="sweeps per fit")
+    parser.add_argument("--notebook-repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="Numba threads (default: all)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--skip", nargs="*", default=[], help="any of: lenskit notebook")
     args = parser.parse_args()
     if args.threads:
         numba.set_num_threads(args.threads)
-    baseline_ks = args.baseline_K if args.baseline_K is not None else [k for k in args.K if k == 32]
+        os.environ["LK_NUM_THREADS"] = str(args.threads)
 
+    for line in machine_facts():
+        print(line)
     start = time.perf_counter()
-    by_user, by_item = power_law_ratings(args.users, args.items, args.ratings, args.seed)
-    counts = by_item.row_counts()
+    train, test, raw = synthetic_split(args.preset, args.seed)
     print(
-        f"data: {by_user.n_rows:,} users × {by_item.n_rows:,} movies, {by_user.nnz:,} ratings "
-        f"(max per user {by_user.row_counts().max():,}, per movie {counts.max():,}); "
-        f"generated in {time.perf_counter() - start:.1f} s; Numba threads {numba.get_num_threads()}, "
-        f"layer {numba.threading_layer() if False else numba.config.THREADING_LAYER}, repeats {args.repeats}"
+        f"data: synthetic {args.preset}, {train.n_users:,} users × {train.n_items:,} movies, "
+        f"{train.nnz:,} train / {len(test):,} test ratings (prepared in "
+        f"{time.perf_counter() - start:.0f} s); {args.iterations} iterations per fit"
     )
+    tiny_train, tiny_test, _ = synthetic_split("tiny", 0)
+    for solver in ("cholesky", "cd"):  # compile or load the kernels before any clock starts
+        fit(tiny_train, als_params(2, 1, solver), evals={"test": tiny_test})
+
+    print()
+    print("| K | implementation | s / iteration (median) | ours (cd) is × faster | test RMSE |")
+    print("|---|---|---|---|---|")
     for n_factors in args.K:
-        core = bench_core(by_user, by_item, n_factors, args.repeats, args.seed)
-        line = (
-            f"K={n_factors:4d}  core median {core['iteration_s']:7.3f} s/iteration "
-            f"(min {core['iteration_min']:.3f})  gather+Gram {core['gram_s']:.3f} s "
-            f"= {core['gram_gflops']:.1f} GFLOP/s"
+        rows = {}
+        for solver in ("cholesky", "cd"):
+            rows[solver] = bench_ours(train, test, n_factors, args.iterations, solver)
+        if "lenskit" not in args.skip:
+            rows["lenskit"] = bench_lenskit(raw, n_factors, args.iterations, args.seed)
+        if "notebook" not in args.skip and n_factors == 32:
+            rows["notebook"] = {
+                "seconds": bench_notebook(train, n_factors, args.notebook_repeats, args.seed),
+                "rmse": float("nan"),
+            }
+        fastest = rows["cd"]["seconds"]
+        for name, row in rows.items():
+            if isinstance(row, str):
+                print(f"| {n_factors} | {name} | {row} | | |")
+                continue
+            rmse = "—" if np.isnan(row["rmse"]) else f"{row['rmse']:.4f}"
+            print(
+                f"| {n_factors} | {name} | {row['seconds']:.3f} | "
+                f"×{row['seconds'] / fastest:.2f} | {rmse} |",
+                flush=True,
+            )
+        print(
+            f"| {n_factors} | cd − cholesky test RMSE | | | "
+            f"{rows['cd']['rmse'] - rows['cholesky']['rmse']:+.5f} |",
+            flush=True,
         )
-        if n_factors in baseline_ks:
-            notebook, notebook_min = bench_notebook(
-                by_user, by_item, n_factors, args.repeats, args.seed
-            )
-            line += (
-                f"  | notebook design median {notebook:7.3f} s (min {notebook_min:.3f})"
-                f"  speed-up ×{notebook / core['iteration_s']:.1f}"
-            )
-        print(line, flush=True)
 
 
 if __name__ == "__main__":

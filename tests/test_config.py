@@ -28,6 +28,8 @@ ALS_KEYS = {
     "genres",
     "genre_update",
     "init",
+    "solver",
+    "cd_passes",
 }
 META_KEYS = {"name", "variant", "title", "figure"}
 MODELS = ["bias", "als", "genre_als", "bayes_als", "bayes_genre_als"]

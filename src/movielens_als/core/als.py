@@ -30,7 +30,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from movielens_als.core import kernels
+from movielens_als.core import coordinate, kernels
 from movielens_als.core.fit import (
     STATUS_TEXT,
     RowSchedule,
@@ -43,7 +43,15 @@ from movielens_als.core.fit import (
     sum_squares,
 )
 from movielens_als.core.model import FactorModel
-from movielens_als.core.variant import INITS, Side, TrainState, Variant, VariantParams
+from movielens_als.core.variant import (
+    INITS,
+    SOLVERS,
+    Side,
+    TrainState,
+    Variant,
+    VariantParams,
+    resolved_solver,
+)
 from movielens_als.errors import ConfigError, DataError, NumericalError
 from movielens_als.sparse import CSR, RatingMatrix
 
@@ -62,17 +70,20 @@ class ALSParams(VariantParams):
     reg_scaling: "constant" (τ I, the notebook) | "count" (τ|Ω_m| I, ALS-WR). genres: shrink
     movie factors toward the mean embedding of their genres (genre ALS; needs K ≥ 1).
     genre_update: "exact" (normal equations for W) | "notebook" (weighted average).
-    init: "normal" (N(0, 1/K)) | "zeros" (biases always start at 0).
+    init: "normal" (N(0, 1/K)) | "zeros" (biases always start at 0). solver: "cholesky"
+    (each row's exact minimiser), "cd" (``cd_passes`` cycles of coordinate descent per row,
+    warm-started) or "auto" (cholesky on small data, cd on large; see ``variant.SOLVERS``).
     """
 
     variant: ClassVar[str] = "als"
-    integer_keys: ClassVar = {"K": 0, "iterations": 1, "seed": 0}
+    integer_keys: ClassVar = {"K": 0, "iterations": 1, "seed": 0, "cd_passes": 1}
     number_keys: ClassVar = ("lam", "tau", "gamma", "eta")
     bool_keys: ClassVar = ("center", "genres")
     choice_keys: ClassVar = {
         "reg_scaling": REG_SCALINGS,
         "genre_update": GENRE_UPDATES,
         "init": INITS,
+        "solver": SOLVERS,
     }
 
     K: int = 32
@@ -87,6 +98,8 @@ class ALSParams(VariantParams):
     genres: bool = False
     genre_update: str = "exact"
     init: str = "normal"
+    solver: str = "cholesky"
+    cd_passes: int = 1
 
     def __post_init__(self) -> None:
         self.check_fields()
@@ -127,10 +140,14 @@ def update_rows(
     schedule: RowSchedule | None = None,
     compute_sse: bool = False,
     side: str = "row",
+    solver: str = "cholesky",
+    cd_passes: int = 1,
 ) -> tuple[np.ndarray, int]:
     """One ALS half-step: every row of ``matrix`` given the other side, in place.
 
-    K = other_factors.shape[1]; K = 0 runs the bias-only kernel. ``own_bias`` (float32,
+    K = other_factors.shape[1]; K = 0 runs the bias-only kernel (exact for either solver).
+    ``solver="cd"`` runs ``cd_passes`` coordinate-descent cycles per row, starting from the
+    row's current values; "cholesky" the exact solve. ``own_bias`` (float32,
     n_rows) and ``own_factors`` (float32, n_rows×K) are overwritten. Returns the per-row
     squared residuals (zeros unless ``compute_sse``) and the number of rows that needed
     diagonal jitter. Raises NumericalError naming the first row (as ``side`` index) whose
@@ -140,6 +157,10 @@ def update_rows(
     n_factors = other_factors.shape[1]
     row_sse = np.zeros(n_rows, dtype=np.float64)
     row_status = np.zeros(n_rows, dtype=np.int8)
+    if n_factors and schedule is None:
+        schedule = row_schedule(matrix.row_counts(), n_factors)
+    if prior is None:
+        prior = np.zeros((0, n_factors), dtype=np.float32)
     with dynamic_scheduling(), single_threaded_blas():
         if n_factors == 0:
             kernels.update_bias_side(
@@ -155,11 +176,31 @@ def update_rows(
                 row_sse,
                 row_status,
             )
+        elif solver == "cd":
+            coordinate.coordinate_update_side(
+                matrix.indptr,
+                matrix.indices,
+                matrix.data,
+                float(offset),
+                other_bias,
+                other_factors,
+                own_bias,
+                own_factors,
+                prior,
+                float(lam),
+                float(gamma),
+                np.full(n_factors, float(tau)),
+                bool(count_scaled),
+                int(cd_passes),
+                schedule.order,
+                schedule.block_ptr,
+                np.uint64(0),
+                False,
+                bool(compute_sse),
+                row_sse,
+                row_status,
+            )
         else:
-            if schedule is None:
-                schedule = row_schedule(matrix.row_counts(), n_factors)
-            if prior is None:
-                prior = np.zeros((0, n_factors), dtype=np.float32)
             kernels.update_factor_side(
                 matrix.indptr,
                 matrix.indices,
@@ -255,6 +296,10 @@ class ALS(Variant):
             side.extra["weight"] = (
                 side.counts.astype(np.float64) if params.count_scaled else np.ones(side.n_rows)
             )
+        # bias-only rows are solved exactly in closed form, whichever solver is asked for
+        state.extra["solver"] = (
+            resolved_solver(params.solver, train.nnz) if params.K else "cholesky"
+        )
         return state
 
     def half_step(
@@ -283,6 +328,8 @@ class ALS(Variant):
             schedule=side.schedule,
             compute_sse=compute_sse,
             side=side.name,
+            solver=state.extra["solver"],
+            cd_passes=params.cd_passes,
         )
         state.jittered_rows += jittered
         return float(np.sum(row_sse))
@@ -328,6 +375,8 @@ class ALS(Variant):
         return nll
 
     def model(self, params: ALSParams, state: TrainState) -> FactorModel:
+        # the model records the solver that ran ("auto" resolved), which its params then log
+        params = params.replace(solver=state.extra["solver"])
         return FactorModel(
             state.mu,
             state.users.bias,

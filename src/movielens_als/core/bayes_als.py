@@ -40,7 +40,7 @@ from typing import ClassVar
 import numpy as np
 from numba import njit, prange
 
-from movielens_als.core import kernels
+from movielens_als.core import coordinate, kernels
 from movielens_als.core.als import one_user_matrix
 from movielens_als.core.fit import (
     dynamic_scheduling,
@@ -52,7 +52,16 @@ from movielens_als.core.fit import (
     sum_squares,
 )
 from movielens_als.core.model import FactorModel
-from movielens_als.core.variant import INITS, Side, TrainState, Variant, VariantParams
+from movielens_als.core.streams import row_normals, stream_key
+from movielens_als.core.variant import (
+    INITS,
+    SOLVERS,
+    Side,
+    TrainState,
+    Variant,
+    VariantParams,
+    resolved_solver,
+)
 from movielens_als.errors import ConfigError
 from movielens_als.sparse import CSR, RatingMatrix, Ratings
 
@@ -68,7 +77,10 @@ class BayesALSParams(VariantParams):
     precisions λ, τ, γ, η (kept fixed when ``sample_hyper`` is false). noise_shape/noise_rate:
     Gamma hyperprior of λ; prior_shape/prior_rate: of τ, γ, η; mean_precision: β₀ of the
     factor means' Normal hyperprior. saved_samples: how many kept draws (evenly spaced) the
-    saved model averages. seed, center, genres, init as for ALS.
+    saved model averages. seed, center, genres, init as for ALS. solver: "cholesky" draws
+    each row's (b, u) jointly from its Gaussian conditional; "cd" draws one coordinate at a
+    time from its conditional given the rest (single-site Gibbs, as libFM and myFM); "auto"
+    as in ``variant.SOLVERS``.
     """
 
     variant: ClassVar[str] = "bayes_als"
@@ -85,7 +97,7 @@ class BayesALSParams(VariantParams):
         "mean_precision",
     )
     bool_keys: ClassVar = ("center", "genres", "sample_hyper")
-    choice_keys: ClassVar = {"init": INITS}
+    choice_keys: ClassVar = {"init": INITS, "solver": SOLVERS}
 
     K: int = 32
     samples: int = 300
@@ -105,6 +117,7 @@ class BayesALSParams(VariantParams):
     prior_rate: float = 1.0
     mean_precision: float = 1.0
     saved_samples: int = 16
+    solver: str = "cholesky"
 
     def __post_init__(self) -> None:
         self.check_fields()
@@ -151,50 +164,6 @@ class BayesALSParams(VariantParams):
         ones, the last sweep always among them."""
         n = min(self.saved_samples, self.kept)
         return np.unique(np.round(np.linspace(self.samples, self.burn_in + 1, n)).astype(np.int64))
-
-
-# ---------------------------------------------------------------------------------------------
-# Counter-based normal draws
-# ---------------------------------------------------------------------------------------------
-
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
-_MIX2 = np.uint64(0x94D049BB133111EB)
-_TWO_POW_53 = 1.0 / 9007199254740992.0
-
-
-@njit(cache=True)
-def splitmix64(value):
-    """SplitMix64's output function of ``value + golden``: a bijective 64-bit hash."""
-    z = np.uint64(value) + _GOLDEN
-    z = (z ^ (z >> np.uint64(30))) * _MIX1
-    z = (z ^ (z >> np.uint64(27))) * _MIX2
-    return z ^ (z >> np.uint64(31))
-
-
-@njit(cache=True)
-def stream_key(seed, sample, side):
-    """The key of one half-step's draws: a hash of (seed, sample, side)."""
-    return splitmix64(splitmix64(splitmix64(np.uint64(seed)) ^ np.uint64(sample)) ^ np.uint64(side))
-
-
-@njit(cache=True)
-def row_normals(key, row, out):
-    """Fill ``out`` with standard normals for ``row`` of the stream ``key``: SplitMix64 from
-    the seed hash(key, row), two uniforms per Box–Muller pair (u₁ ∈ (0, 1], u₂ ∈ [0, 1))."""
-    state = splitmix64(key ^ splitmix64(np.uint64(row)))
-    n = len(out)
-    for i in range(0, n, 2):
-        state = state + _GOLDEN
-        h1 = splitmix64(state)
-        state = state + _GOLDEN
-        h2 = splitmix64(state)
-        u1 = (np.float64(h1 >> np.uint64(11)) + 1.0) * _TWO_POW_53
-        u2 = np.float64(h2 >> np.uint64(11)) * _TWO_POW_53
-        radius = math.sqrt(-2.0 * math.log(u1))
-        out[i] = radius * math.cos(2.0 * math.pi * u2)
-        if i + 1 < n:
-            out[i + 1] = radius * math.sin(2.0 * math.pi * u2)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -310,8 +279,12 @@ def sample_side(
     schedule=None,
     compute_sse: bool = False,
     side: str = "row",
+    solver: str = "cholesky",
 ) -> tuple[np.ndarray, int]:
-    """One Gibbs half-step over every row of ``matrix`` (see ``sample_factor_side``).
+    """One Gibbs half-step over every row of ``matrix``: each row's (b, u) drawn jointly
+    (``solver="cholesky"``, ``sample_factor_side``) or one coordinate at a time (``"cd"``,
+    ``coordinate.coordinate_update_side``; ``draw`` false then moves each coordinate to its
+    conditional mean once, which is not the joint mean).
 
     Returns the per-row squared residuals (zeros unless ``compute_sse``) and the number of
     rows whose system needed diagonal jitter; NumericalError names the first failed row.
@@ -323,27 +296,52 @@ def sample_side(
     row_sse = np.zeros(matrix.n_rows, dtype=np.float64)
     row_status = np.zeros(matrix.n_rows, dtype=np.int8)
     with dynamic_scheduling(), single_threaded_blas():
-        sample_factor_side(
-            matrix.indptr,
-            matrix.indices,
-            matrix.data,
-            float(offset),
-            other_bias,
-            other_factors,
-            own_bias,
-            own_factors,
-            prior_mean,
-            float(bias_precision),
-            np.ascontiguousarray(factor_precision, dtype=np.float64),
-            float(lam),
-            schedule.order,
-            schedule.block_ptr,
-            np.uint64(key),
-            bool(draw),
-            bool(compute_sse),
-            row_sse,
-            row_status,
-        )
+        if solver == "cd":
+            coordinate.coordinate_update_side(
+                matrix.indptr,
+                matrix.indices,
+                matrix.data,
+                float(offset),
+                other_bias,
+                other_factors,
+                own_bias,
+                own_factors,
+                prior_mean,
+                float(lam),
+                float(bias_precision),
+                np.ascontiguousarray(factor_precision, dtype=np.float64),
+                False,
+                1,
+                schedule.order,
+                schedule.block_ptr,
+                np.uint64(key),
+                bool(draw),
+                bool(compute_sse),
+                row_sse,
+                row_status,
+            )
+        else:
+            sample_factor_side(
+                matrix.indptr,
+                matrix.indices,
+                matrix.data,
+                float(offset),
+                other_bias,
+                other_factors,
+                own_bias,
+                own_factors,
+                prior_mean,
+                float(bias_precision),
+                np.ascontiguousarray(factor_precision, dtype=np.float64),
+                float(lam),
+                schedule.order,
+                schedule.block_ptr,
+                np.uint64(key),
+                bool(draw),
+                bool(compute_sse),
+                row_sse,
+                row_status,
+            )
     raise_failed_rows(row_status, matrix, f"Gibbs {side}", f"λ={lam:.4g}, γ={bias_precision:.4g}")
     return row_sse, int(np.count_nonzero(row_status == kernels.STATUS_JITTERED))
 
@@ -445,6 +443,7 @@ class BayesALS(Variant):
             sums={},  # eval name → Σ predictions over kept samples
             kept=0,
             draws=[],  # the saved sweeps' arrays
+            solver=resolved_solver(params.solver, train.nnz),
         )
         return state
 
@@ -474,6 +473,7 @@ class BayesALS(Variant):
             schedule=side.schedule,
             compute_sse=compute_sse,
             side=side.name,
+            solver=state.extra["solver"],
         )
         state.jittered_rows += jittered
         return float(np.sum(row_sse))
@@ -589,6 +589,7 @@ class BayesALS(Variant):
     def model(self, params: BayesALSParams, state: TrainState) -> FactorModel:
         """The average of the saved draws as one factor model: factors side by side, scaled by
         1/√S, so u·v is the mean of the draws' u_s·v_s; biases averaged."""
+        params = params.replace(solver=state.extra["solver"])  # the solver that ran
         draws = state.extra["draws"] or [self._draw(state)]
         scale = np.float32(1.0 / math.sqrt(len(draws)))
 

@@ -48,6 +48,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from movielens_als.core.prefetch import PREFETCH_DISTANCE, prefetch_row
+
 # Ratings per Gram chunk (float32 sums over a chunk, float64 across chunks): as many as keep
 # the chunk's sgemm (K+2)·(K+2)·chunk within 2¹⁹ multiply-adds, where OpenBLAS uses its
 # small-matrix kernels (3-10× faster per rating than its packed path at these shapes; see
@@ -267,6 +269,8 @@ def row_normal_equations(cols, vals, offset, other_bias, other_factors, lam, scr
         stop = min(start + chunk_size, n)
         # z_t = [1, v_col, y] with y = r − offset − c_col: one contiguous row per rating
         for t in range(start, stop):
+            if t + PREFETCH_DISTANCE < n:
+                prefetch_row(other_factors, cols[t + PREFETCH_DISTANCE])
             col = cols[t]
             z = design[t]
             factors = other_factors[col]

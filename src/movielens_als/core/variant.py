@@ -33,6 +33,20 @@ META_KEYS = (NAME_KEY, VARIANT_KEY, TUNE_KEY, TITLE_KEY, FIGURE_KEY)
 DEFAULT_VARIANT = "als"
 INITS = ("normal", "zeros")
 
+# How a variant updates one row given the other side: "cholesky" solves (or samples) the
+# row's (K+1)-dimensional conditional exactly; "cd" cycles over its coordinates
+# (``core.coordinate``); "auto" picks cholesky below AUTO_CD_RATINGS train ratings, where it is
+# fast anyway and exact, and cd at and above (see benchmarks/bench_als.py).
+SOLVERS = ("auto", "cholesky", "cd")
+AUTO_CD_RATINGS = 2_000_000
+
+
+def resolved_solver(solver: str, n_ratings: int) -> str:
+    """The solver ``solver`` stands for on a train set of ``n_ratings`` ratings."""
+    if solver != "auto":
+        return solver
+    return "cd" if n_ratings >= AUTO_CD_RATINGS else "cholesky"
+
 
 @dataclass(frozen=True)
 class VariantParams:
