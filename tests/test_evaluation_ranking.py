@@ -20,6 +20,7 @@ from movielens_als.evaluation.ranking import (
     evaluate_ranking,
     popularity_scores,
     ranking_table,
+    sample_users,
     top_k_unseen,
 )
 from movielens_als.sparse import CSR, Ratings
@@ -329,3 +330,19 @@ def test_real_data_top_lists_and_popularity_metrics_match_references(real_mirror
         assert_metrics_equal(
             evaluate_ranking(fn, train, first_users, ks=(5, 10)), expected, (5, 10)
         )
+
+
+def test_user_sample_is_seeded_whole_users_and_all_when_few():
+    rng = np.random.default_rng(0)
+    ratings = Ratings.from_arrays(
+        rng.integers(0, 500, 5000), rng.integers(0, 80, 5000), rng.integers(1, 6, 5000)
+    )
+    sample = sample_users(ratings, 50, seed=3)
+    users = np.unique(sample.user)
+    assert users.size == 50
+    # every rating of a chosen user is kept, none of the others
+    assert len(sample) == np.count_nonzero(np.isin(ratings.user, users))
+    assert np.array_equal(sample_users(ratings, 50, seed=3).user, sample.user)  # seeded
+    assert not np.array_equal(np.unique(sample_users(ratings, 50, seed=4).user), users)
+    assert sample_users(ratings, 10_000, seed=3) is ratings
+    assert sample_users(ratings, None, seed=3) is ratings

@@ -93,7 +93,7 @@ def test_sweep_never_sees_test_and_writes_outputs(tiny_project, monkeypatch):
 
 def test_interrupted_sweep_resumes_without_repeating_trials(tiny_project, monkeypatch):
     tmp_path, overrides = tiny_project
-    cfg = compose("sweep", [*overrides, *SMALL_SWEEP, "tuning.n_trials=4", "tuning.pruning=false"])
+    cfg = compose("sweep", [*overrides, *SMALL_SWEEP, "tuning.n_trials=4", "tuning.pruner=none"])
     real_fit = search_module.fit
     calls = []
 

@@ -86,6 +86,7 @@ def test_sweep_logs_each_trial_with_the_best_so_far(tiny_project):
         "tuning.n_trials=6",
         "tuning.iterations=3",
         "tuning.final_iterations=2",
+        "tuning.pruner=median",
         "tuning.pruner_startup_trials=2",
         "tuning.pruner_warmup_steps=1",
     ]

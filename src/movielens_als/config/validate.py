@@ -71,6 +71,18 @@ def _validate_sections(cfg: DictConfig) -> None:
             value = _get(cfg, f"tuning.{key}")
             if not _is_int(value) or value < 0:
                 raise ConfigError(f"tuning.{key}: must be an integer ≥ 0, got {value!r}")
+        _positive_int(cfg, "tuning.pruner_min_resource")
+        factor = _get(cfg, "tuning.pruner_reduction_factor")
+        if not _is_int(factor) or factor < 2:
+            raise ConfigError(
+                f"tuning.pruner_reduction_factor: must be an integer ≥ 2, got {factor!r}"
+            )
+        from movielens_als.tuning.search import PRUNERS
+
+        if _get(cfg, "tuning.pruner") not in PRUNERS:
+            raise ConfigError(
+                f"tuning.pruner: must be one of {', '.join(PRUNERS)}; got {_get(cfg, 'tuning.pruner')!r}"
+            )
         fraction = _get(cfg, "tuning.val_fraction")
         if not _is_number(fraction) or not 0 < fraction < 1:
             raise ConfigError(
@@ -91,6 +103,15 @@ def _validate_sections(cfg: DictConfig) -> None:
         ks = _get(cfg, "ranking.ks")
         if not ks or any(not _is_int(k) or k < 1 for k in ks):
             raise ConfigError(f"ranking.ks: must be a non-empty list of integers ≥ 1, got {ks!r}")
+        max_users = _get(cfg, "ranking.max_users")
+        if max_users is not None and (not _is_int(max_users) or max_users < 1):
+            raise ConfigError(
+                f"ranking.max_users: must be an integer ≥ 1, or null for all users; got {max_users!r}"
+            )
+        if not _is_int(_get(cfg, "ranking.seed")):
+            raise ConfigError(
+                f"ranking.seed: must be an integer, got {_get(cfg, 'ranking.seed')!r}"
+            )
         weights = _get(cfg, "ranking.prior_weights")
         if any(not _is_number(w) or w < 0 for w in weights):
             raise ConfigError(f"ranking.prior_weights: must be numbers ≥ 0, got {weights!r}")

@@ -352,6 +352,22 @@ def positive_hits(
     return hits
 
 
+def sample_users(ratings: Ratings, max_users: int | None, seed: int) -> Ratings:
+    """The ratings of at most ``max_users`` distinct users of ``ratings``, drawn uniformly
+    without replacement with ``default_rng(seed)`` (all of them when there are no more, or
+    when ``max_users`` is None).
+
+    A top-K mean over 20,000 random users has a standard error of about σ/141 (σ ≤ 0.5 for
+    these per-user metrics, so ≤ 0.004), while ranking all 200k users of ML-32M costs ten
+    times as much; the evaluated count is reported as ``n_users_evaluated``.
+    """
+    users = np.unique(ratings.user)
+    if max_users is None or users.size <= max_users:
+        return ratings
+    chosen = np.random.default_rng(seed).choice(users, size=int(max_users), replace=False)
+    return ratings.subset(np.isin(ratings.user, chosen))
+
+
 def _sorted_csr(rows: np.ndarray, cols: np.ndarray, n_rows: int, n_cols: int) -> CSR:
     """CSR pattern (data = 1) with column indices sorted within each row."""
     order = np.lexsort((cols, rows))

@@ -92,7 +92,7 @@ def run_sweep(cfg: DictConfig) -> dict[str, Any]:
     from movielens_als.core.fit import fit
     from movielens_als.data.index import load_index
     from movielens_als.pipeline.train import model_settings
-    from movielens_als.tuning.search import SearchSpace, run_study
+    from movielens_als.tuning.search import SearchSpace, make_pruner, run_study
 
     cfg = sweep_view(cfg)
     validate(cfg, "sweep")  # before anything is built from the config
@@ -135,8 +135,15 @@ def run_sweep(cfg: DictConfig) -> dict[str, Any]:
         out_dir.mkdir(parents=True, exist_ok=True)
         # What a trial's result depends on (a changed value starts a new study in the same file);
         # the trial count is not part of it, so raising tuning.n_trials extends the study.
+        pruner_settings = {
+            "min_resource": tuning.pruner_min_resource,
+            "reduction_factor": tuning.pruner_reduction_factor,
+            "startup_trials": tuning.pruner_startup_trials,
+            "warmup_steps": tuning.pruner_warmup_steps,
+        }
         settings = {
             "model": {**base.to_dict(), **dict(space.fixed)},
+            "pruner": {"kind": tuning.pruner, **pruner_settings},
             "val_fraction": tuning.val_fraction,
             "seed": tuning.seed,
             "split": OmegaConf.to_container(cfg.split),
@@ -160,9 +167,7 @@ def run_sweep(cfg: DictConfig) -> dict[str, Any]:
                 storage=f"sqlite:///{(out_dir / STUDY_DB).resolve()}",
                 study_name=study_name,
                 movie_genres=genres,
-                pruning=tuning.pruning,
-                pruner_startup_trials=tuning.pruner_startup_trials,
-                pruner_warmup_steps=tuning.pruner_warmup_steps,
+                pruner=make_pruner(tuning.pruner, **pruner_settings),
                 on_trial=on_trial,
             )
 
@@ -171,7 +176,7 @@ def run_sweep(cfg: DictConfig) -> dict[str, Any]:
         ):
             raise DataError(
                 f"{out_dir / STUDY_DB}: the sweep has no completed trial (all pruned or failed); "
-                "raise tuning.n_trials or tuning.pruner_warmup_steps"
+                "raise tuning.n_trials, or prune less (tuning.pruner)"
             )
         best_params = base.replace(**dict(space.fixed), **study.best_params).with_iterations(
             tuning.final_iterations

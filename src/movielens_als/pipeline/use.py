@@ -74,11 +74,16 @@ def run_ranking(cfg: DictConfig) -> dict[str, Any]:
         popularity_log_counts,
         prior_scorer,
     )
-    from movielens_als.evaluation.ranking import FactorScorer, ranking_table
+    from movielens_als.evaluation.ranking import FactorScorer, ranking_table, sample_users
 
     layout = Layout.from_config(cfg)
     options = cfg.ranking
     ks = sorted(int(k) for k in options.ks)
+    max_users = None if options.max_users is None else int(options.max_users)
+
+    def sampled(ratings):
+        return sample_users(ratings, max_users, int(options.seed))
+
     with stage_run(cfg, "ranking", ["dataset", "split", "ranking"]) as tracker:
         split = load_split(layout.split_dir)
         log_counts = popularity_log_counts(split.train.by_user)
@@ -97,7 +102,7 @@ def run_ranking(cfg: DictConfig) -> dict[str, Any]:
                     weight, validation = choose_prior_weight(
                         model,
                         tuning_split.train,
-                        tuning_split.val.to_ratings(),
+                        sampled(tuning_split.val.to_ratings()),
                         list(options.prior_weights),
                         k=ks[-1],
                         threshold=float(options.threshold),
@@ -110,7 +115,7 @@ def run_ranking(cfg: DictConfig) -> dict[str, Any]:
             table: dict[str, Any] = ranking_table(
                 scorers,
                 split.train.by_user,
-                split.test.to_ratings(),
+                sampled(split.test.to_ratings()),
                 ks=ks,
                 threshold=float(options.threshold),
                 on_batch=lambda name, done, total: ranked.update(done, name, total=total),

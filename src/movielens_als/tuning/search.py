@@ -100,6 +100,39 @@ class TrialOutcome:
     best_number: int | None = None
 
 
+PRUNERS = ("successive_halving", "median", "none")
+
+
+def make_pruner(
+    kind: str,
+    *,
+    min_resource: int = 2,
+    reduction_factor: int = 3,
+    startup_trials: int = 5,
+    warmup_steps: int = 3,
+) -> optuna.pruners.BasePruner | None:
+    """The pruner ``tuning.pruner`` names, on the per-iteration validation RMSE.
+
+    ``successive_halving`` (asynchronous successive halving, Li et al. 2020): every trial
+    runs ``min_resource`` iterations; at min_resource·rf^k iterations only the best 1/rf of
+    the trials that got there go on (rf = ``reduction_factor``), so most trials cost a few
+    iterations and the promising ones run to the end. ``median``: stop a trial whose value
+    trails the median of earlier trials at the same iteration, after ``startup_trials``
+    complete trials and ``warmup_steps`` iterations. ``none``: every trial runs to the end.
+    """
+    if kind == "successive_halving":
+        return optuna.pruners.SuccessiveHalvingPruner(
+            min_resource=min_resource, reduction_factor=reduction_factor
+        )
+    if kind == "median":
+        return optuna.pruners.MedianPruner(
+            n_startup_trials=startup_trials, n_warmup_steps=warmup_steps
+        )
+    if kind == "none":
+        return None
+    raise ConfigError(f"tuning.pruner: must be one of {', '.join(PRUNERS)}; got {kind!r}")
+
+
 def run_study(
     train: RatingMatrix,
     val: Ratings,
@@ -111,29 +144,22 @@ def run_study(
     storage: str,
     study_name: str,
     movie_genres: CSR | None = None,
-    pruning: bool = True,
-    pruner_startup_trials: int = 5,
-    pruner_warmup_steps: int = 3,
+    pruner: optuna.pruners.BasePruner | None = None,
     on_trial: Callable[[TrialOutcome], None] | None = None,
 ) -> optuna.Study:
     """Minimise validation RMSE over ``space``; resume the stored study when it exists.
 
-    Trials left running by an interrupted run are marked failed and do not count; finished
-    and pruned ones do, so a rerun only adds the trials still missing.
+    ``pruner`` sees every trial's validation RMSE after each iteration (``make_pruner``;
+    None: every trial runs to the end). Trials left running by an interrupted run are marked
+    failed and do not count; finished and pruned ones do, so a rerun only adds the trials
+    still missing.
     """
-    pruner = (
-        optuna.pruners.MedianPruner(
-            n_startup_trials=pruner_startup_trials, n_warmup_steps=pruner_warmup_steps
-        )
-        if pruning
-        else optuna.pruners.NopPruner()
-    )
     study = optuna.create_study(
         storage=storage,
         study_name=study_name,
         direction="minimize",
         sampler=optuna.samplers.TPESampler(seed=seed),
-        pruner=pruner,
+        pruner=pruner or optuna.pruners.NopPruner(),
         load_if_exists=True,
     )
     for stale in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
