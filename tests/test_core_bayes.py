@@ -134,15 +134,32 @@ def test_normal_gamma_draw_concentrates_on_the_sample_moments():
     rng = np.random.default_rng(0)
     values = rng.normal([1.0, -2.0], [0.5, 2.0], size=(20000, 2))
     center, precision = bayes_als.draw_normal_gamma(
-        rng, values, shape=1.0, rate=1.0, beta0=1.0, with_mean=True
+        rng, bayes_als.moments_of(values), shape=1.0, rate=1.0, beta0=1.0, with_mean=True
     )
     np.testing.assert_allclose(center, [1.0, -2.0], atol=0.05)
     np.testing.assert_allclose(precision, [4.0, 0.25], rtol=0.05)
     zero, precision = bayes_als.draw_normal_gamma(
-        rng, values - values.mean(0), shape=1.0, rate=1.0, beta0=1.0, with_mean=False
+        rng,
+        bayes_als.moments_of(values - values.mean(0)),
+        shape=1.0,
+        rate=1.0,
+        beta0=1.0,
+        with_mean=False,
     )
     assert np.all(zero == 0)
     np.testing.assert_allclose(precision, [4.0, 0.25], rtol=0.05)
+
+
+def test_offset_moments_match_numpy():
+    rng = np.random.default_rng(1)
+    factors = rng.normal(0.3, 1.0, size=(50, 4)).astype(np.float32)
+    prior = rng.normal(0, 0.5, size=(50, 4)).astype(np.float32)
+    rows = np.array([0, 3, 4, 10, 49], dtype=np.int64)
+    x = factors[rows].astype(np.float64) - prior[rows]
+    mean, scatter, squares = bayes_als.offset_moments(factors, prior, rows)
+    np.testing.assert_allclose(mean, x.mean(0), rtol=1e-12)
+    np.testing.assert_allclose(scatter, ((x - x.mean(0)) ** 2).sum(0), rtol=1e-12)
+    np.testing.assert_allclose(squares, (x**2).sum(0), rtol=1e-12)
 
 
 def _planted(seed: int, n_users=150, n_items=120, K=3, density=0.12, noise=0.5):

@@ -355,28 +355,57 @@ def draw_gamma(rng: np.random.Generator, shape: float, rate: float) -> float:
     return float(rng.gamma(shape, 1.0 / rate))
 
 
+@njit(cache=True)
+def offset_moments(factors, prior, rows):
+    """Per column k of x = factors[r] − prior[r] over ``rows`` r (``prior`` with no rows: 0):
+    (mean x̄_k, scatter Σ (x − x̄)², Σ x²), in float64, two sequential passes in a fixed order
+    (so the same on every thread count), without copying the n×K block as NumPy would."""
+    n_factors = factors.shape[1]
+    has_prior = prior.shape[0] > 0
+    total = np.zeros(n_factors)
+    squares = np.zeros(n_factors)
+    for r in rows:
+        for k in range(n_factors):
+            x = np.float64(factors[r, k]) - (np.float64(prior[r, k]) if has_prior else 0.0)
+            total[k] += x
+            squares[k] += x * x
+    mean = total / max(len(rows), 1)
+    scatter = np.zeros(n_factors)
+    for r in rows:
+        for k in range(n_factors):
+            x = np.float64(factors[r, k]) - (np.float64(prior[r, k]) if has_prior else 0.0)
+            scatter[k] += (x - mean[k]) ** 2
+    return mean, scatter, squares
+
+
+def moments_of(values: np.ndarray) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
+    """(n, x̄, Σ (x − x̄)², Σ x²) per column of an n×K array (``offset_moments`` on all rows)."""
+    values = np.ascontiguousarray(values)
+    rows = np.arange(len(values), dtype=np.int64)
+    return (len(values), *offset_moments(values, np.zeros((0, values.shape[1])), rows))
+
+
 def draw_normal_gamma(
     rng: np.random.Generator,
-    values: np.ndarray,
+    moments: tuple[int, np.ndarray, np.ndarray, np.ndarray],
     *,
     shape: float,
     rate: float,
     beta0: float,
     with_mean: bool,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per column k of ``values`` (n×K): (μ_k, τ_k) from the Normal–Gamma posterior.
+    """Per column k of values x (n×K, given by their ``moments``: n, x̄, S = Σ (x − x̄)², Σ x²;
+    see ``offset_moments``): (μ_k, τ_k) from the Normal–Gamma posterior.
 
     Prior τ ~ Gamma(a, b), μ | τ ~ N(0, (β₀ τ)⁻¹), x_i ~ N(μ, τ⁻¹); posterior
     τ ~ Gamma(a + n/2, b + S/2 + β₀ n x̄² / (2 β_n)), μ | τ ~ N(n x̄ / β_n, (β_n τ)⁻¹),
-    β_n = β₀ + n, S = Σ (x − x̄)². ``with_mean`` false fixes μ = 0: τ ~ Gamma(a + n/2, b + Σx²/2).
+    β_n = β₀ + n. ``with_mean`` false fixes μ = 0: τ ~ Gamma(a + n/2, b + Σx²/2).
     """
-    x = values.astype(np.float64)
-    n, K = x.shape
+    n, mean, scatter, squares = moments
+    K = len(mean)
     if not with_mean:
-        precision = rng.gamma(shape + n / 2.0, 1.0 / (rate + 0.5 * np.sum(x * x, axis=0)), size=K)
+        precision = rng.gamma(shape + n / 2.0, 1.0 / (rate + 0.5 * squares), size=K)
         return np.zeros(K), precision
-    mean = x.mean(axis=0) if n else np.zeros(K)
-    scatter = np.sum((x - mean) ** 2, axis=0)
     beta_n = beta0 + n
     rate_n = rate + 0.5 * scatter + beta0 * n * mean**2 / (2.0 * beta_n)
     precision = rng.gamma(shape + n / 2.0, 1.0 / rate_n, size=K)
@@ -489,10 +518,9 @@ class BayesALS(Variant):
             )
             for side in (state.users, state.items):
                 warm = side.counts > 0
-                offsets = side.factors[warm] - (side.prior[warm] if side.prior is not None else 0.0)
                 side.extra["mean"], side.extra["precision"] = draw_normal_gamma(
                     rng,
-                    offsets,
+                    self._moments(side),
                     shape=a,
                     rate=b,
                     beta0=params.mean_precision,
@@ -525,6 +553,15 @@ class BayesALS(Variant):
         if sweep in set(params.saved_sweeps().tolist()):
             state.extra["draws"].append(self._draw(state))
 
+    @staticmethod
+    def _moments(side: Side) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
+        """Column moments of the rated rows' offsets from their prior (the genre prior p, or 0)."""
+        if "warm_rows" not in side.extra:  # the rated rows never change during a fit
+            side.extra["warm_rows"] = np.flatnonzero(side.counts > 0).astype(np.int64)
+        rows = side.extra["warm_rows"]
+        prior = side.prior if side.prior is not None else np.zeros((0, side.factors.shape[1]))
+        return (len(rows), *offset_moments(side.factors, prior, rows))
+
     def _draw(self, state: TrainState) -> dict[str, np.ndarray]:
         users = state.users
         return {
@@ -546,11 +583,13 @@ class BayesALS(Variant):
         value = 0.5 * lam * sse - 0.5 * state.train.nnz * math.log(lam)
         for side in (state.users, state.items):
             warm = side.counts > 0
-            offsets = side.factors[warm].astype(np.float64) - (
-                side.prior[warm] if side.prior is not None else side.extra["mean"]
-            )
+            # Σ over rated rows of (v − p)² with the genre prior p, else of (u − m)² with the
+            # sampled mean m, which is S + n (x̄ − m)² for the offsets x = u
+            n, mean, scatter, squares = self._moments(side)
+            if side.prior is None:
+                squares = scatter + n * (mean - side.extra["mean"]) ** 2
             precision = side.extra["precision"]
-            value += 0.5 * float(np.sum(precision * np.sum(offsets**2, axis=0)))
+            value += 0.5 * float(np.sum(precision * squares))
             value -= 0.5 * np.count_nonzero(warm) * float(np.sum(np.log(precision)))
             gamma = side.extra["bias_precision"]
             value += 0.5 * gamma * sum_squares(side.bias[warm]) - 0.5 * np.count_nonzero(
