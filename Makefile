@@ -9,7 +9,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 MOVIELENS_MIRROR ?= $(wildcard $(CURDIR)/../shared/datasets)
 export MOVIELENS_MIRROR
 
-.PHONY: install repro test test-fast params check-params lint bench mlflow-ui clean
+.PHONY: install repro test test-fast params check-params lint bench bench-study mlflow-ui clean
 
 install: $(STAMP)
 
@@ -38,10 +38,17 @@ lint: install
 	ruff check src tests benchmarks
 	ruff format --check src tests benchmarks
 
+# the baselines (LensKit, myFM) are a benchmark-only extra: a large install (torch), pandas 2
 bench: install
+	python -m pip install --quiet -e '.[test,bench]'
 	python benchmarks/bench_data.py
 	python benchmarks/bench_als.py
+	python benchmarks/bench_bayes.py
 	python benchmarks/bench_ranking.py
+
+# the whole study at ML-32M shape (about an hour on 2 cores): per-stage wall time and peak RSS
+bench-study: install
+	python benchmarks/bench_study.py
 
 mlflow-ui: install
 	mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000 --workers 1

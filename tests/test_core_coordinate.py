@@ -3,16 +3,13 @@ Gibbs for Bayesian ALS, against plain NumPy references on small random problems.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from _threads import outputs_at_one_and_two_threads
 from core_problems import random_genres, random_problem, split_ratings
 from movielens_als.core import bayes_als, coordinate, fit, reference
 from movielens_als.core.als import ALSParams, update_rows
@@ -303,15 +300,7 @@ _DETERMINISM_SCRIPT = textwrap.dedent(
 
 def test_cd_fits_and_draws_are_bit_identical_with_one_and_two_threads():
     script = _DETERMINISM_SCRIPT.format(tests=str(Path(__file__).resolve().parent))
-    outputs = []
-    for threads in ("1", "2"):
-        env = {**os.environ, "NUMBA_NUM_THREADS": threads}
-        run = subprocess.run(
-            [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
-        )
-        assert run.returncode == 0, run.stderr[-3000:]
-        outputs.append(json.loads(run.stdout.strip().splitlines()[-1]))
-    assert [o["threads"] for o in outputs] == [1, 2]
+    outputs = outputs_at_one_and_two_threads(script)
     assert outputs[0]["digest"] == outputs[1]["digest"]
 
 

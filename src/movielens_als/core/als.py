@@ -177,28 +177,23 @@ def update_rows(
                 row_status,
             )
         elif solver == "cd":
-            coordinate.coordinate_update_side(
-                matrix.indptr,
-                matrix.indices,
-                matrix.data,
-                float(offset),
+            coordinate.update_side(
+                matrix,
+                offset,
                 other_bias,
                 other_factors,
                 own_bias,
                 own_factors,
-                prior,
-                float(lam),
-                float(gamma),
-                np.full(n_factors, float(tau)),
-                bool(count_scaled),
-                int(cd_passes),
-                schedule.order,
-                schedule.block_ptr,
-                np.uint64(0),
-                False,
-                bool(compute_sse),
-                row_sse,
-                row_status,
+                prior_mean=prior,
+                lam=lam,
+                bias_precision=gamma,
+                factor_precision=np.full(n_factors, float(tau)),
+                count_scaled=count_scaled,
+                passes=cd_passes,
+                schedule=schedule,
+                compute_sse=compute_sse,
+                row_sse=row_sse,
+                row_status=row_status,
             )
         else:
             kernels.update_factor_side(

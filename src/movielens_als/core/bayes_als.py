@@ -297,28 +297,25 @@ def sample_side(
     row_status = np.zeros(matrix.n_rows, dtype=np.int8)
     with dynamic_scheduling(), single_threaded_blas():
         if solver == "cd":
-            coordinate.coordinate_update_side(
-                matrix.indptr,
-                matrix.indices,
-                matrix.data,
-                float(offset),
+            coordinate.update_side(
+                matrix,
+                offset,
                 other_bias,
                 other_factors,
                 own_bias,
                 own_factors,
-                prior_mean,
-                float(lam),
-                float(bias_precision),
-                np.ascontiguousarray(factor_precision, dtype=np.float64),
-                False,
-                1,
-                schedule.order,
-                schedule.block_ptr,
-                np.uint64(key),
-                bool(draw),
-                bool(compute_sse),
-                row_sse,
-                row_status,
+                prior_mean=prior_mean,
+                lam=lam,
+                bias_precision=bias_precision,
+                factor_precision=factor_precision,
+                count_scaled=False,
+                passes=1,
+                schedule=schedule,
+                key=key,
+                draw=draw,
+                compute_sse=compute_sse,
+                row_sse=row_sse,
+                row_status=row_status,
             )
         else:
             sample_factor_side(

@@ -316,3 +316,50 @@ def coordinate_update_side(
                 if compute_sse
                 else 0.0
             )
+
+
+def update_side(
+    matrix,
+    offset: float,
+    other_bias: np.ndarray,
+    other_factors: np.ndarray,
+    own_bias: np.ndarray,
+    own_factors: np.ndarray,
+    *,
+    prior_mean: np.ndarray,
+    lam: float,
+    bias_precision: float,
+    factor_precision: np.ndarray,
+    count_scaled: bool,
+    passes: int,
+    schedule,
+    key: int = 0,
+    draw: bool = False,
+    compute_sse: bool,
+    row_sse: np.ndarray,
+    row_status: np.ndarray,
+) -> None:
+    """``coordinate_update_side`` over the rows of CSR ``matrix`` (ALS's and Gibbs' one call)."""
+    coordinate_update_side(
+        matrix.indptr,
+        matrix.indices,
+        matrix.data,
+        float(offset),
+        other_bias,
+        other_factors,
+        own_bias,
+        own_factors,
+        prior_mean,
+        float(lam),
+        float(bias_precision),
+        np.ascontiguousarray(factor_precision, dtype=np.float64),
+        bool(count_scaled),
+        int(passes),
+        schedule.order,
+        schedule.block_ptr,
+        np.uint64(key),
+        bool(draw),
+        bool(compute_sse),
+        row_sse,
+        row_status,
+    )
