@@ -22,8 +22,9 @@ rating), so ZᵀZ yields Σ x xᵀ and the right-hand side Σ x y in one product
 
 Design choices for speed (see benchmarks/bench_als.py):
 * The other side's factors are gathered per row into a contiguous row-major float32 block
-  Z (one row [1, v_n, y] per rating: a straight copy, so the out-of-order core overlaps the
-  cache misses of many ratings), and ZᵀZ is formed by BLAS sgemm through ``np.dot``
+  Z (one row [1, v_n, y] per rating: a straight copy, each factor row prefetched eight
+  ratings ahead, ``core.prefetch``, so several cache misses are in flight), and ZᵀZ is
+  formed by BLAS sgemm through ``np.dot``
   (Numba calls SciPy's BLAS; the caller pins BLAS to one thread per call, so the Numba
   threads are not oversubscribed and every product is computed the same way whatever
   the thread count).
