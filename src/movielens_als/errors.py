@@ -23,3 +23,7 @@ class NumericalError(MovieLensError):
 
 class UsageError(MovieLensError):
     """A request cannot be served as given: unknown or ambiguous movie, off-scale rating."""
+
+
+class ComputeError(MovieLensError):
+    """The configured compute (a Dask scheduler, its workers) is unreachable or failed mid-run."""

@@ -43,6 +43,7 @@ from movielens_als.core.fit import (
     sum_squares,
 )
 from movielens_als.core.model import FactorModel
+from movielens_als.core.rows import RowTask
 from movielens_als.core.variant import (
     INITS,
     SOLVERS,
@@ -142,6 +143,7 @@ def update_rows(
     side: str = "row",
     solver: str = "cholesky",
     cd_passes: int = 1,
+    row_base: int = 0,
 ) -> tuple[np.ndarray, int]:
     """One ALS half-step: every row of ``matrix`` given the other side, in place.
 
@@ -150,8 +152,8 @@ def update_rows(
     row's current values; "cholesky" the exact solve. ``own_bias`` (float32,
     n_rows) and ``own_factors`` (float32, n_rows×K) are overwritten. Returns the per-row
     squared residuals (zeros unless ``compute_sse``) and the number of rows that needed
-    diagonal jitter. Raises NumericalError naming the first row (as ``side`` index) whose
-    solve failed.
+    diagonal jitter. Raises NumericalError naming the first row (as ``side`` index, counted
+    from ``row_base`` when ``matrix`` is a block of a larger side) whose solve failed.
     """
     n_rows = matrix.n_rows
     n_factors = other_factors.shape[1]
@@ -221,8 +223,27 @@ def update_rows(
         matrix,
         f"ALS {side}" if side != "row" else "row",
         f"λ={lam}, τ={tau}, γ={gamma}",
+        row_base,
     )
     return row_sse, int(np.count_nonzero(row_status == kernels.STATUS_JITTERED))
+
+
+def update_block(
+    matrix: CSR, schedule, row_base: int, rows: dict, shared: dict, *, offset: float, **settings
+) -> tuple[np.ndarray, int]:
+    """``update_rows`` as a ``core.rows.RowFunction`` (the ALS half-step over one block)."""
+    return update_rows(
+        matrix,
+        offset,
+        shared["bias"],
+        shared["factors"],
+        rows["bias"],
+        rows["factors"],
+        prior=rows.get("prior"),
+        schedule=schedule,
+        row_base=row_base,
+        **settings,
+    )
 
 
 def update_genres(
@@ -297,7 +318,7 @@ class ALS(Variant):
         )
         return state
 
-    def half_step(
+    def row_task(
         self,
         params: ALSParams,
         state: TrainState,
@@ -306,28 +327,28 @@ class ALS(Variant):
         *,
         sweep: int,
         compute_sse: bool,
-    ) -> float:
+    ) -> RowTask:
         # [b, u] = (λ Σ x xᵀ + diag(γ, τ s I))⁻¹ (λ Σ x (r − μ − c) + [0, τ s p]), x = [1, v]
-        row_sse, jittered = update_rows(
-            side.matrix,
-            state.mu,
-            other.bias,
-            other.factors,
-            side.bias,
-            side.factors,
-            lam=params.lam,
-            tau=params.tau,
-            gamma=params.gamma,
-            count_scaled=params.count_scaled,
-            prior=side.prior,
-            schedule=side.schedule,
-            compute_sse=compute_sse,
-            side=side.name,
-            solver=state.extra["solver"],
-            cd_passes=params.cd_passes,
+        rows = {"bias": side.bias, "factors": side.factors}
+        if side.prior is not None:
+            rows["prior"] = side.prior
+        return RowTask(
+            update_block,
+            rows=rows,
+            writes=("bias", "factors"),
+            shared={"bias": other.bias, "factors": other.factors},
+            settings={
+                "offset": state.mu,
+                "lam": params.lam,
+                "tau": params.tau,
+                "gamma": params.gamma,
+                "count_scaled": params.count_scaled,
+                "compute_sse": compute_sse,
+                "side": side.name,
+                "solver": state.extra["solver"],
+                "cd_passes": params.cd_passes,
+            },
         )
-        state.jittered_rows += jittered
-        return float(np.sum(row_sse))
 
     def end_sweep(self, params: ALSParams, state: TrainState, *, sweep: int, sse: float) -> None:
         if state.movie_genres is None:

@@ -52,6 +52,7 @@ from movielens_als.core.fit import (
     sum_squares,
 )
 from movielens_als.core.model import FactorModel
+from movielens_als.core.rows import RowTask
 from movielens_als.core.streams import row_normals, stream_key
 from movielens_als.core.variant import (
     INITS,
@@ -188,6 +189,7 @@ def sample_factor_side(
     row_order,
     block_ptr,
     key,
+    row_base,
     draw,
     compute_sse,
     row_sse,
@@ -198,7 +200,8 @@ def sample_factor_side(
     θ̄ = A⁻¹ (λ Σ x (r − offset − c) + [0, τ ⊙ m]) with m the row's prior mean (``prior_mean``
     has one row per row, or a single shared row). ``draw`` false writes θ̄ itself (fold-in).
     ``factor_precision`` is τ per dimension. Rows without ratings get (0, m). Blocks of rows
-    run in parallel; each row's draw depends only on (``key``, row).
+    run in parallel; each row's draw depends only on (``key``, ``row_base`` + row), its global
+    index.
     """
     n_factors = other_factors.shape[1]
     dim = n_factors + 1
@@ -238,7 +241,7 @@ def sample_factor_side(
             kernels.cholesky_solve(factor, dim, rhs, theta)
             if draw:
                 # L⁻ᵀ z ~ N(0, A⁻¹) because A⁻¹ = L⁻ᵀ L⁻¹
-                row_normals(key, row, noise)
+                row_normals(key, row_base + row, noise)
                 kernels.back_substitute(factor, dim, noise)
                 for i in range(dim):
                     theta[i] += noise[i]
@@ -280,6 +283,7 @@ def sample_side(
     compute_sse: bool = False,
     side: str = "row",
     solver: str = "cholesky",
+    row_base: int = 0,
 ) -> tuple[np.ndarray, int]:
     """One Gibbs half-step over every row of ``matrix``: each row's (b, u) drawn jointly
     (``solver="cholesky"``, ``sample_factor_side``) or one coordinate at a time (``"cd"``,
@@ -312,6 +316,7 @@ def sample_side(
                 passes=1,
                 schedule=schedule,
                 key=key,
+                row_base=row_base,
                 draw=draw,
                 compute_sse=compute_sse,
                 row_sse=row_sse,
@@ -334,13 +339,43 @@ def sample_side(
                 schedule.order,
                 schedule.block_ptr,
                 np.uint64(key),
+                np.int64(row_base),
                 bool(draw),
                 bool(compute_sse),
                 row_sse,
                 row_status,
             )
-    raise_failed_rows(row_status, matrix, f"Gibbs {side}", f"λ={lam:.4g}, γ={bias_precision:.4g}")
+    raise_failed_rows(
+        row_status, matrix, f"Gibbs {side}", f"λ={lam:.4g}, γ={bias_precision:.4g}", row_base
+    )
     return row_sse, int(np.count_nonzero(row_status == kernels.STATUS_JITTERED))
+
+
+def sample_block(
+    matrix: CSR,
+    schedule,
+    row_base: int,
+    rows: dict,
+    shared: dict,
+    *,
+    offset: float,
+    shared_mean: np.ndarray,
+    **settings,
+) -> tuple[np.ndarray, int]:
+    """``sample_side`` as a ``core.rows.RowFunction``: the rows' own prior means (the genre
+    prior) when given, else the side's shared mean."""
+    return sample_side(
+        matrix,
+        offset,
+        shared["bias"],
+        shared["factors"],
+        rows["bias"],
+        rows["factors"],
+        prior_mean=rows.get("prior", shared_mean),
+        schedule=schedule,
+        row_base=row_base,
+        **settings,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -473,7 +508,7 @@ class BayesALS(Variant):
         )
         return state
 
-    def half_step(
+    def row_task(
         self,
         params: BayesALSParams,
         state: TrainState,
@@ -482,27 +517,27 @@ class BayesALS(Variant):
         *,
         sweep: int,
         compute_sse: bool,
-    ) -> float:
-        prior_mean = side.prior if side.prior is not None else side.extra["mean"]
-        row_sse, jittered = sample_side(
-            side.matrix,
-            state.mu,
-            other.bias,
-            other.factors,
-            side.bias,
-            side.factors,
-            lam=state.extra["noise_precision"],
-            bias_precision=side.extra["bias_precision"],
-            factor_precision=side.extra["precision"],
-            prior_mean=prior_mean,
-            key=int(stream_key(params.seed, sweep, side.index)),
-            schedule=side.schedule,
-            compute_sse=compute_sse,
-            side=side.name,
-            solver=state.extra["solver"],
+    ) -> RowTask:
+        rows = {"bias": side.bias, "factors": side.factors}
+        if side.prior is not None:
+            rows["prior"] = side.prior
+        return RowTask(
+            sample_block,
+            rows=rows,
+            writes=("bias", "factors"),
+            shared={"bias": other.bias, "factors": other.factors},
+            settings={
+                "offset": state.mu,
+                "lam": state.extra["noise_precision"],
+                "bias_precision": side.extra["bias_precision"],
+                "factor_precision": side.extra["precision"],
+                "shared_mean": side.extra["mean"],
+                "key": int(stream_key(params.seed, sweep, side.index)),
+                "compute_sse": compute_sse,
+                "side": side.name,
+                "solver": state.extra["solver"],
+            },
         )
-        state.jittered_rows += jittered
-        return float(np.sum(row_sse))
 
     def end_sweep(
         self, params: BayesALSParams, state: TrainState, *, sweep: int, sse: float

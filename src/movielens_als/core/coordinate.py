@@ -227,6 +227,7 @@ def coordinate_update_side(
     row_order,
     block_ptr,
     key,
+    row_base,
     draw,
     compute_sse,
     row_sse,
@@ -281,7 +282,7 @@ def coordinate_update_side(
             for k in range(n_factors):
                 theta[1 + k] = np.float64(own_factors[row, k])
             if draw:
-                row_normals(key, row, noise)
+                row_normals(key, row_base + row, noise)
             informed = coordinate_row(
                 n,
                 gathered,
@@ -334,6 +335,7 @@ def update_side(
     passes: int,
     schedule,
     key: int = 0,
+    row_base: int = 0,
     draw: bool = False,
     compute_sse: bool,
     row_sse: np.ndarray,
@@ -358,6 +360,7 @@ def update_side(
         schedule.order,
         schedule.block_ptr,
         np.uint64(key),
+        np.int64(row_base),
         bool(draw),
         bool(compute_sse),
         row_sse,

@@ -24,6 +24,7 @@ from threadpoolctl import ThreadpoolController
 
 from movielens_als.core import kernels
 from movielens_als.core.model import FactorModel, rmse_of
+from movielens_als.core.rows import LOCAL, RowExecutor
 from movielens_als.core.variant import Side, TrainState, VariantParams, model_params, variant_of
 from movielens_als.errors import ConfigError, DataError, NumericalError
 from movielens_als.sparse import CSR, RatingMatrix, Ratings
@@ -242,13 +243,16 @@ def initial_state(
     return state
 
 
-def raise_failed_rows(row_status: np.ndarray, matrix: CSR, side: str, settings: str) -> None:
-    """NumericalError naming the first row whose solve failed (see kernels.STATUS_*)."""
+def raise_failed_rows(
+    row_status: np.ndarray, matrix: CSR, side: str, settings: str, row_base: int = 0
+) -> None:
+    """NumericalError naming the first row whose solve failed (see kernels.STATUS_*);
+    ``matrix`` holds the rows from global index ``row_base`` on."""
     failed = np.flatnonzero(row_status >= kernels.STATUS_NOT_PD)
     if len(failed):
         row = int(failed[0])
         raise NumericalError(
-            f"{side} update failed for {side} index {row} ({matrix.row_counts()[row]} "
+            f"{side} update failed for {side} index {row_base + row} ({matrix.row_counts()[row]} "
             f"ratings; {len(failed)} {side}s failed in all): "
             f"{STATUS_TEXT[int(row_status[row])]} ({settings})"
         )
@@ -267,12 +271,15 @@ def fit(
     movie_genres: CSR | None = None,
     evals: Mapping[str, Ratings] | None = None,
     callback: Callable[[IterationRecord], None] | None = None,
+    executor: RowExecutor | None = None,
 ) -> FitResult:
     """Fit the variant ``params`` names on ``train``.
 
     ``movie_genres`` (movies × genres) is required exactly when ``params.uses_genres``.
     ``evals`` maps names ("test", "val", …) to rating sets scored after every sweep;
-    ``callback`` receives each IterationRecord as soon as it exists.
+    ``callback`` receives each IterationRecord as soon as it exists. ``executor`` runs the
+    half-steps (``core.rows``): in this process by default, or on the row blocks of Dask
+    workers (``compute.dask_rows``), with bit-identical results.
     """
     params = model_params(params)
     variant = variant_of(params)
@@ -292,6 +299,11 @@ def fit(
         movie_genres = None
     mu = float(np.mean(train.by_user.data, dtype=np.float64)) if params.center else 0.0
     state = variant.start(params, train, movie_genres, mu)
+    with (executor or LOCAL).open(train, params.K) as state.rows:
+        return _iterate(params, variant, state, train, evals, callback)
+
+
+def _iterate(params, variant, state, train, evals, callback) -> FitResult:
     user_counts, item_counts = state.users.counts, state.items.counts
     coverage = {name: eval_coverage(r, user_counts, item_counts) for name, r in evals.items()}
     history: list[IterationRecord] = []

@@ -166,6 +166,7 @@ class TrainState:
     genre_factors: np.ndarray | None = None
     jittered_rows: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    rows: Any = None  # the RowRunner the half-steps run on (``core.rows``), set by ``fit``
 
 
 class Variant:
@@ -174,7 +175,8 @@ class Variant:
     ``params_type`` is the typed config; ``reference`` the module of its slow NumPy versions.
     One sweep of ``fit`` is: ``half_step(users given movies)``, ``half_step(movies given
     users)`` (the one that reports the squared error), ``end_sweep``, then ``objective`` and
-    ``predict`` on each eval set.
+    ``predict`` on each eval set. A half-step is ``row_task`` (a pure function over a block of
+    rows, ``core.rows.RowTask``) run by the fit's row runner, in this process or on Dask workers.
     """
 
     name: ClassVar[str] = ""
@@ -192,6 +194,19 @@ class Variant:
     ) -> TrainState:
         raise NotImplementedError
 
+    def row_task(
+        self,
+        params: VariantParams,
+        state: TrainState,
+        side: Side,
+        other: Side,
+        *,
+        sweep: int,
+        compute_sse: bool,
+    ):
+        """The ``core.rows.RowTask`` that updates every row of ``side`` given ``other``."""
+        raise NotImplementedError
+
     def half_step(
         self,
         params: VariantParams,
@@ -204,7 +219,11 @@ class Variant:
     ) -> float:
         """Update every row of ``side`` given ``other`` in place; return Σ squared residuals
         of the new rows (0 unless ``compute_sse``)."""
-        raise NotImplementedError
+        task = self.row_task(params, state, side, other, sweep=sweep, compute_sse=compute_sse)
+        row_sse, jittered = state.rows.run(side, task)
+        state.jittered_rows += jittered
+        # NumPy's pairwise sum over all rows in index order, however the rows were partitioned
+        return float(np.sum(row_sse))
 
     def end_sweep(
         self, params: VariantParams, state: TrainState, *, sweep: int, sse: float
