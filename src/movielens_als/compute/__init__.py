@@ -41,7 +41,9 @@ def check_settings(compute: Mapping[str, Any]) -> None:
         )
     timeout = compute.get("connect_timeout")
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
-        raise ConfigError(f"compute.connect_timeout: must be a number of seconds > 0, got {timeout!r}")
+        raise ConfigError(
+            f"compute.connect_timeout: must be a number of seconds > 0, got {timeout!r}"
+        )
     cluster = compute.get("local_cluster")
     if address is None:
         if not isinstance(cluster, Mapping):
@@ -49,7 +51,9 @@ def check_settings(compute: Mapping[str, Any]) -> None:
         for key in ("n_workers", "threads_per_worker"):
             value = cluster.get(key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"compute.local_cluster.{key}: must be an integer ≥ 1, got {value!r}")
+                raise ConfigError(
+                    f"compute.local_cluster.{key}: must be an integer ≥ 1, got {value!r}"
+                )
 
 
 @dataclass
@@ -99,4 +103,11 @@ def open_compute(compute: Mapping[str, Any] | None) -> Iterator[Compute]:
         yield Compute("dask", DaskExecutor(client), client)
 
 
-__all__ = ["COMPUTE_KINDS", "Compute", "ComputeError", "LOCAL_COMPUTE", "check_settings", "open_compute"]
+__all__ = [
+    "COMPUTE_KINDS",
+    "LOCAL_COMPUTE",
+    "Compute",
+    "ComputeError",
+    "check_settings",
+    "open_compute",
+]

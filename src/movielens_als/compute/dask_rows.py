@@ -22,16 +22,14 @@ import numpy as np
 
 from movielens_als.core.rows import RowTask, balanced_bounds, row_block
 from movielens_als.core.variant import Side
-from movielens_als.errors import ComputeError, MovieLensError
+from movielens_als.errors import ComputeError
 from movielens_als.sparse import CSR, RatingMatrix
 
 log = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
-def connect(
-    address: str | None, local_cluster: Any, timeout: float
-) -> Iterator[Any]:
+def connect(address: str | None, local_cluster: Any, timeout: float) -> Iterator[Any]:
     """A ``distributed.Client`` of the scheduler at ``address``, or of a LocalCluster started
     from ``local_cluster`` (n_workers, threads_per_worker) and stopped on exit. ComputeError,
     before any work, when no scheduler answers or it has no worker within ``timeout`` s."""
@@ -70,6 +68,24 @@ def connect(
             client.close()
         if cluster is not None:
             cluster.close()
+
+
+def cluster_errors() -> tuple[type[BaseException], ...]:
+    """What Dask raises when workers, data or the scheduler are lost (not a job's own error)."""
+    import asyncio
+    import concurrent.futures
+
+    from distributed.comm.core import CommClosedError
+    from distributed.scheduler import KilledWorker
+
+    return (
+        KilledWorker,
+        CommClosedError,
+        asyncio.CancelledError,
+        concurrent.futures.CancelledError,
+        OSError,
+        TimeoutError,
+    )
 
 
 def worker_threads(client) -> dict[str, int]:
@@ -136,6 +152,7 @@ class DaskRows:
         self.half_steps = 0
         self.blocks: list[list[_Placed]] = []
         workers = list(self.threads)
+        self.n_workers = len(workers)
         for name, matrix in (("user", train.by_user), ("movie", train.by_item)):
             counts = matrix.row_counts()
             placed = []
@@ -162,10 +179,18 @@ class DaskRows:
         client = self.client
         placed = self.blocks[side.index]
         try:
+            lost = sorted({b.worker for b in placed} - set(worker_threads(client)))
+            if lost:
+                raise ComputeError(
+                    f"compute: Dask worker {lost[0]} left during the fit, and with it the block "
+                    f"of {side.name}s it held; the fit stopped and nothing was written (rerun it)"
+                )
             shared = client.scatter(Arrays(task.shared), broadcast=True, hash=False)
             futures = []
             for block in placed:
-                rows = {name: values[block.start : block.stop] for name, values in task.rows.items()}
+                rows = {
+                    name: values[block.start : block.stop] for name, values in task.rows.items()
+                }
                 rows_future = client.scatter(Arrays(rows), workers=[block.worker], hash=False)
                 futures.append(
                     client.submit(
@@ -177,20 +202,21 @@ class DaskRows:
                         task.writes,
                         task.settings,
                         workers=[block.worker],
-                        allow_other_workers=False,
+                        # if the worker is lost its block goes too, and the task fails at once
+                        # (a strict restriction would wait for that worker for ever)
+                        allow_other_workers=True,
                         pure=False,
                     )
                 )
                 self.bytes_sent += sum(v.nbytes for v in rows.values())
             self.bytes_sent += sum(v.nbytes for v in task.shared.values()) * len(placed)
             results = client.gather(futures)
-        except MovieLensError:
-            raise
-        except Exception as exc:
+        except (*cluster_errors(), KeyError) as exc:  # KeyError: the scheduler lost a worker
             raise ComputeError(
-                f"compute: a Dask worker failed during the {side.name} half-step "
+                f"compute: a Dask worker was lost during the {side.name} half-step "
                 f"({type(exc).__name__}: {exc}); the fit stopped and nothing was written. "
-                "A worker holds its block of rows for the whole fit, so a lost worker ends it: rerun"
+                "Each worker holds its block of rows for the whole fit, so a lost worker ends "
+                "it: rerun"
             ) from None
         row_sse = np.empty(side.n_rows, dtype=np.float64)
         jittered = 0

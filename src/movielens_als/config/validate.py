@@ -64,6 +64,12 @@ def _validate_split(cfg: DictConfig) -> None:
 
 def _validate_sections(cfg: DictConfig) -> None:
     """The stage-specific sections, where present (a stage's own config, or params.yaml)."""
+    if "compute" in cfg:
+        from omegaconf import OmegaConf
+
+        from movielens_als.compute import check_settings
+
+        check_settings(OmegaConf.to_container(cfg.compute, resolve=True))
     if "tuning" in cfg:
         for key in ("n_trials", "iterations", "final_iterations"):
             _positive_int(cfg, f"tuning.{key}")

@@ -49,7 +49,9 @@ class RowRunner(Protocol):
 class RowExecutor(Protocol):
     """Where the half-steps of one fit run; ``open`` prepares them for one train matrix."""
 
-    def open(self, train: RatingMatrix, n_factors: int) -> contextlib.AbstractContextManager[RowRunner]: ...
+    def open(
+        self, train: RatingMatrix, n_factors: int
+    ) -> contextlib.AbstractContextManager[RowRunner]: ...
 
 
 class LocalRows:

@@ -47,11 +47,14 @@ def choose_prior_weight(
     threshold: float = 4.0,
     movie_genres: CSR | None = None,
     callback: Callable[[IterationRecord], None] | None = None,
+    executor=None,
 ) -> tuple[float, dict[str, float]]:
     """Refit ``model``'s hyper-parameters on ``train`` (train minus validation) and return the
     weight with the best NDCG@k on ``val``, with every weight's validation NDCG@k.
-    ``callback`` gets the refit's iterations (see ``fit``)."""
-    refit = fit(train, model.params, movie_genres=movie_genres, callback=callback).model
+    ``callback`` gets the refit's iterations and ``executor`` runs them (see ``fit``)."""
+    refit = fit(
+        train, model.params, movie_genres=movie_genres, callback=callback, executor=executor
+    ).model
     log_counts = popularity_log_counts(train.by_user)
     scores = {}
     for weight in weights:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from matplotlib.figure import Figure
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from movielens_als.atomic import atomic_paths, dump_json, write_json
 from movielens_als.config.validate import validate
@@ -38,6 +38,14 @@ def stage_view(cfg: DictConfig, stage: str) -> DictConfig:
             if key not in view:
                 view[key] = value
     return view
+
+
+def stage_compute(cfg: DictConfig):
+    """The compute the stage's fits run on (``compute`` config group; local when absent)."""
+    from movielens_als.compute import open_compute
+
+    compute = cfg.get("compute")
+    return open_compute(None if compute is None else OmegaConf.to_container(compute, resolve=True))
 
 
 def with_model(cfg: DictConfig, key: str = "model") -> DictConfig:

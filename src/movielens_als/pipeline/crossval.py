@@ -13,7 +13,13 @@ import numpy as np
 from omegaconf import DictConfig
 
 from movielens_als.errors import ConfigError
-from movielens_als.pipeline.common import fit_progress, publish, split_as_configured, stage_run
+from movielens_als.pipeline.common import (
+    fit_progress,
+    publish,
+    split_as_configured,
+    stage_compute,
+    stage_run,
+)
 from movielens_als.pipeline.layout import Layout
 
 log = logging.getLogger(__name__)
@@ -57,7 +63,10 @@ def run_crossval(cfg: DictConfig) -> dict[str, Any]:
             f"crossval.models: {', '.join(missing)} not among the configured models "
             f"({', '.join(cfg.get('models', {}))})"
         )
-    with stage_run(cfg, "crossval", ["dataset", "split", "crossval"]) as tracker:
+    with (
+        stage_run(cfg, "crossval", ["dataset", "split", "crossval"]) as tracker,
+        stage_compute(cfg) as compute,
+    ):
         params = {name: model_settings(cfg.models[name]) for name in names}
         data = load_index(layout.index_dir)
         folds = folds_of(cfg)
@@ -75,6 +84,7 @@ def run_crossval(cfg: DictConfig) -> dict[str, Any]:
                         movie_genres=data.movie_genres,
                         evals={"test": test},
                         callback=callback,
+                        executor=compute.executor,
                     )
                 value = float(result.history[-1].eval_rmse["test"])
                 rmse[name].append(value)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
@@ -15,6 +16,7 @@ from movielens_als.pipeline.common import (
     log_summary,
     numeric_metrics,
     publish,
+    stage_compute,
     stage_run,
 )
 from movielens_als.pipeline.layout import Layout
@@ -22,8 +24,10 @@ from movielens_als.pipeline.sweep import load_best_params
 
 
 def run_kgrid(cfg: DictConfig) -> dict[str, Any]:
-    """Train the tuned model once per K (``kgrid.K``, or every K of ``kgrid.Ks``)."""
-    from movielens_als.core.fit import fit
+    """Train the tuned model once per K (``kgrid.K``, or every K of ``kgrid.Ks``).
+
+    Under ``compute=dask`` several Ks fit at once, one per worker, and a single K is one
+    distributed fit; every K's result is the same either way."""
     from movielens_als.core.variant import model_params
     from movielens_als.data.split import load_split
 
@@ -32,60 +36,82 @@ def run_kgrid(cfg: DictConfig) -> dict[str, Any]:
     layout = Layout.from_config(cfg)
     tuned = load_best_params(layout, grid.search, model=str(grid.model))
     split = load_split(layout.split_dir)
+    grid_params = [
+        model_params({**tuned["params"], "K": K}).with_iterations(int(grid.iterations)) for K in Ks
+    ]
     genres = None
+    if any(params.uses_genres for params in grid_params):
+        from movielens_als.data.index import load_index
+
+        genres = load_index(layout.index_dir).movie_genres
+    data = {"train": split.train, "movie_genres": genres, "test": split.test.to_ratings()}
     results: dict[str, Any] = {}
-    for K in Ks:
-        params = model_params({**tuned["params"], "K": K}).with_iterations(int(grid.iterations))
-        if params.uses_genres and genres is None:
-            from movielens_als.data.index import load_index
-
-            genres = load_index(layout.index_dir).movie_genres
-        with stage_run(
-            cfg, "kgrid", ["dataset", "split", "kgrid"], run_name=f"kgrid K={K}"
-        ) as tracker:
-            tracker.set_tags({"K": str(K), "search": tuned["search"]})
-            tracker.log_metrics({"K": K})
-
-            def log(record, tracker=tracker) -> None:
-                tracker.log_metrics(
-                    {
-                        "train_rmse": record.train_rmse,
-                        "test_rmse": record.eval_rmse["test"],
-                        "nll": record.nll,
-                    },
-                    step=record.iteration,
-                )
-
-            with fit_progress(params, then=log) as callback:
-                result = fit(
-                    split.train,
-                    params,
-                    movie_genres=genres,
-                    evals={"test": split.test.to_ratings()},
-                    callback=callback,
-                )
-            last = result.history[-1]
-            entry = {
-                "K": K,
-                "train_rmse": float(last.train_rmse),
-                "test_rmse": float(last.eval_rmse["test"]),
-                "iterations": len(result.history),
-                "model": str(grid.model),
-                "params": params.to_dict(),
-            }
-            write_json(layout.outputs.kgrid_file(K), entry)
-            tracker.log_params({f"model.{k}": v for k, v in params.to_dict().items()})
-            # seconds go to MLflow only: the K file is a DVC output and must not change on rerun
-            seconds = float(np.median([r.seconds for r in result.history]))
-            tracker.log_metrics({**numeric_metrics(entry), "seconds_per_iteration": seconds})
-            tracker.log_artifacts([layout.outputs.kgrid_file(K)])
-            log_summary(
-                f"kgrid K={K}",
-                {key: entry[key] for key in ("test_rmse", "train_rmse")},
-                [layout.outputs.kgrid_file(K)],
+    with stage_compute(cfg) as compute:
+        if compute.n_slots > 1 and len(Ks) > 1:
+            fitted = compute.map_unordered(fit_at_k, grid_params, **data)
+        else:
+            fitted = (
+                (params, fit_at_k(params, **data, executor=compute.executor, progress=True))
+                for params in grid_params
             )
-        results[str(K)] = entry
-    return results
+        for params, result in fitted:
+            results[str(params.K)] = _record(cfg, layout, tuned, params, result)
+    return {str(K): results[str(K)] for K in Ks}
+
+
+def fit_at_k(params, *, train, movie_genres, test, executor=None, progress: bool = False):
+    """One K's fit, scored on test after every iteration (a job of ``Compute.map_unordered``)."""
+    from movielens_als.core.fit import fit
+
+    with contextlib.ExitStack() as stack:
+        callback = stack.enter_context(fit_progress(params)) if progress else None
+        return fit(
+            train,
+            params,
+            movie_genres=movie_genres,
+            evals={"test": test},
+            callback=callback,
+            executor=executor,
+        )
+
+
+def _record(cfg: DictConfig, layout: Layout, tuned, params, result) -> dict[str, Any]:
+    """One K's file, MLflow run (its curve logged per iteration) and summary line."""
+    grid = cfg.kgrid
+    K = params.K
+    with stage_run(cfg, "kgrid", ["dataset", "split", "kgrid"], run_name=f"kgrid K={K}") as tracker:
+        tracker.set_tags({"K": str(K), "search": tuned["search"]})
+        tracker.log_metrics({"K": K})
+        for record in result.history:
+            tracker.log_metrics(
+                {
+                    "train_rmse": record.train_rmse,
+                    "test_rmse": record.eval_rmse["test"],
+                    "nll": record.nll,
+                },
+                step=record.iteration,
+            )
+        last = result.history[-1]
+        entry = {
+            "K": K,
+            "train_rmse": float(last.train_rmse),
+            "test_rmse": float(last.eval_rmse["test"]),
+            "iterations": len(result.history),
+            "model": str(grid.model),
+            "params": params.to_dict(),
+        }
+        write_json(layout.outputs.kgrid_file(K), entry)
+        tracker.log_params({f"model.{k}": v for k, v in params.to_dict().items()})
+        # seconds go to MLflow only: the K file is a DVC output and must not change on rerun
+        seconds = float(np.median([r.seconds for r in result.history]))
+        tracker.log_metrics({**numeric_metrics(entry), "seconds_per_iteration": seconds})
+        tracker.log_artifacts([layout.outputs.kgrid_file(K)])
+        log_summary(
+            f"kgrid K={K}",
+            {key: entry[key] for key in ("test_rmse", "train_rmse")},
+            [layout.outputs.kgrid_file(K)],
+        )
+    return entry
 
 
 def run_kgrid_report(cfg: DictConfig) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from movielens_als.pipeline.common import (
     fit_progress,
     publish,
     split_as_configured,
+    stage_compute,
     stage_run,
     stage_view,
     with_model,
@@ -110,9 +111,12 @@ def run_sweep(cfg: DictConfig) -> dict[str, Any]:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
     run_name = f"sweep {tuned_model} {space.name}"
-    with stage_run(
-        cfg, "sweep", ["dataset", "split", "model", "search", "tuning"], run_name=run_name
-    ) as parent:
+    with (
+        stage_run(
+            cfg, "sweep", ["dataset", "split", "model", "search", "tuning"], run_name=run_name
+        ) as parent,
+        stage_compute(cfg) as compute,
+    ):
         data = load_index(layout.index_dir)
         split, _ = split_as_configured(data, cfg, val_fraction=tuning.val_fraction)
         genres = data.movie_genres if base.uses_genres else None
@@ -169,6 +173,7 @@ def run_sweep(cfg: DictConfig) -> dict[str, Any]:
                 movie_genres=genres,
                 pruner=make_pruner(tuning.pruner, **pruner_settings),
                 on_trial=on_trial,
+                compute=compute,
             )
 
         if not any(
@@ -196,6 +201,7 @@ def run_sweep(cfg: DictConfig) -> dict[str, Any]:
                 movie_genres=genres,
                 evals={"test": split.test.to_ratings()},
                 callback=callback,
+                executor=compute.executor,
             )
         trials = study.get_trials(deepcopy=False)
         states = [t.state for t in trials]

@@ -16,6 +16,7 @@ from movielens_als.errors import DataError
 from movielens_als.pipeline.common import (
     fit_progress,
     publish,
+    stage_compute,
     stage_run,
     stage_view,
     with_model,
@@ -91,13 +92,14 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
             )
 
         started = time.perf_counter()
-        with fit_progress(params, then=record_iteration) as callback:
+        with stage_compute(cfg) as compute, fit_progress(params, then=record_iteration) as callback:
             result = fit(
                 split.train,
                 params,
                 movie_genres=None if index is None else index.movie_genres,
                 evals=evals,
                 callback=callback,
+                executor=compute.executor,
             )
         fit_seconds = time.perf_counter() - started
 

@@ -8,7 +8,13 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from movielens_als.pipeline.common import fit_progress, publish, split_as_configured, stage_run
+from movielens_als.pipeline.common import (
+    fit_progress,
+    publish,
+    split_as_configured,
+    stage_compute,
+    stage_run,
+)
 from movielens_als.pipeline.layout import Layout
 from movielens_als.progress import Progress
 
@@ -84,7 +90,10 @@ def run_ranking(cfg: DictConfig) -> dict[str, Any]:
     def sampled(ratings):
         return sample_users(ratings, max_users, int(options.seed))
 
-    with stage_run(cfg, "ranking", ["dataset", "split", "ranking"]) as tracker:
+    with (
+        stage_run(cfg, "ranking", ["dataset", "split", "ranking"]) as tracker,
+        stage_compute(cfg) as compute,
+    ):
         split = load_split(layout.split_dir)
         log_counts = popularity_log_counts(split.train.by_user)
         tuning_split = index = None
@@ -108,6 +117,7 @@ def run_ranking(cfg: DictConfig) -> dict[str, Any]:
                         threshold=float(options.threshold),
                         movie_genres=index.movie_genres if model.params.uses_genres else None,
                         callback=refit_progress,
+                        executor=compute.executor,
                     )
                 scorers[f"{stage}+prior"] = prior_scorer(model, log_counts, weight)
                 priors[stage] = {"weight": weight, f"val_ndcg@{ks[-1]}": validation}

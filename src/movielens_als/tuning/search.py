@@ -16,8 +16,9 @@ from typing import Any
 
 import optuna
 
+from movielens_als.compute import LOCAL_COMPUTE, Compute
 from movielens_als.core.fit import IterationRecord, fit
-from movielens_als.core.variant import VariantParams
+from movielens_als.core.variant import VariantParams, model_params
 from movielens_als.errors import ConfigError
 from movielens_als.sparse import CSR, RatingMatrix, Ratings
 
@@ -133,6 +134,51 @@ def make_pruner(
     raise ConfigError(f"tuning.pruner: must be one of {', '.join(PRUNERS)}; got {kind!r}")
 
 
+@dataclass(frozen=True)
+class TrialJob:
+    """What runs one trial, here or on a Dask worker: where its study lives (a storage URL or
+    a ``DaskStorage``), the trial, its full model parameters and the pruner."""
+
+    study_name: str
+    storage: Any
+    trial_id: int
+    number: int
+    params: dict[str, Any]
+    pruner: optuna.pruners.BasePruner
+
+
+def run_trial(
+    job: TrialJob, *, train: RatingMatrix, val: Ratings, movie_genres: CSR | None
+) -> TrialOutcome:
+    """One trial's fit; its validation RMSE goes to the study after every iteration, where
+    the pruner compares it with the other trials' (pruning works across workers alike)."""
+    study = optuna.load_study(study_name=job.study_name, storage=job.storage, pruner=job.pruner)
+    trial = optuna.trial.Trial(study, job.trial_id)
+    outcome = TrialOutcome(job.number, job.params)
+    started = time.perf_counter()
+
+    def report(record: IterationRecord) -> None:
+        value = record.eval_rmse["val"]
+        outcome.val_rmse.append(value)
+        trial.report(value, record.iteration)
+        if trial.should_prune():
+            raise optuna.TrialPruned(f"validation RMSE {value:.4f} at iteration {record.iteration}")
+
+    try:
+        fit(
+            train,
+            model_params(job.params),
+            movie_genres=movie_genres,
+            evals={"val": val},
+            callback=report,
+        )
+        outcome.state = "complete"
+    except optuna.TrialPruned:
+        outcome.state = "pruned"
+    outcome.seconds = time.perf_counter() - started
+    return outcome
+
+
 def run_study(
     train: RatingMatrix,
     val: Ratings,
@@ -146,60 +192,37 @@ def run_study(
     movie_genres: CSR | None = None,
     pruner: optuna.pruners.BasePruner | None = None,
     on_trial: Callable[[TrialOutcome], None] | None = None,
+    compute: Compute = LOCAL_COMPUTE,
 ) -> optuna.Study:
     """Minimise validation RMSE over ``space``; resume the stored study when it exists.
 
     ``pruner`` sees every trial's validation RMSE after each iteration (``make_pruner``;
     None: every trial runs to the end). Trials left running by an interrupted run are marked
     failed and do not count; finished and pruned ones do, so a rerun only adds the trials
-    still missing.
+    still missing. Trials are asked for and told on this process (TPE samples here) and run
+    where ``compute`` runs fits: one at a time locally, one per worker on Dask, where the study
+    is reached through the scheduler (``optuna_integration.DaskStorage`` over the same
+    ``storage``). Returns the study as ``storage`` holds it.
     """
+    pruner = pruner or optuna.pruners.NopPruner()
+    shared_storage = storage if compute.client is None else dask_storage(compute.client, storage)
     study = optuna.create_study(
-        storage=storage,
+        storage=shared_storage,
         study_name=study_name,
         direction="minimize",
         sampler=optuna.samplers.TPESampler(seed=seed),
-        pruner=pruner or optuna.pruners.NopPruner(),
+        pruner=pruner,
         load_if_exists=True,
     )
     for stale in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         study.tell(stale.number, state=optuna.trial.TrialState.FAIL)
     # A resumed study continues from a seed of its own, so its next trials do not replay the
-    # random start-up draws of the first run.
-    study.sampler = optuna.samplers.TPESampler(seed=seed + len(study.trials))
+    # random start-up draws of the first run. With trials running at once, TPE treats the
+    # running ones as poor (constant liar) so that concurrent asks do not pile onto one point.
+    study.sampler = optuna.samplers.TPESampler(
+        seed=seed + len(study.trials), constant_liar=compute.n_slots > 1
+    )
     remaining = n_trials - len(study.get_trials(deepcopy=False, states=FINISHED))
-
-    def objective(trial: optuna.Trial) -> float:
-        outcome = TrialOutcome(
-            trial.number, {**base.to_dict(), **dict(space.fixed), **space.suggest(trial)}
-        )
-        params = type(base).from_mapping(outcome.params)
-        started = time.perf_counter()
-
-        def report(record: IterationRecord) -> None:
-            value = record.eval_rmse["val"]
-            outcome.val_rmse.append(value)
-            trial.report(value, record.iteration)
-            if trial.should_prune():
-                raise optuna.TrialPruned(
-                    f"validation RMSE {value:.4f} at iteration {record.iteration}"
-                )
-
-        try:
-            fit(train, params, movie_genres=movie_genres, evals={"val": val}, callback=report)
-            outcome.state = "complete"
-        except optuna.TrialPruned:
-            outcome.state = "pruned"
-            raise
-        finally:
-            outcome.seconds = time.perf_counter() - started
-            if outcome.state == "running":
-                outcome.state = "failed"
-            if on_trial is not None:
-                _place_in_study(outcome, study)
-                on_trial(outcome)
-        return outcome.val_rmse[-1]
-
     if remaining < n_trials:
         log.info(
             "study %s: %d of %d trials finished in earlier runs; %d to run",
@@ -208,20 +231,59 @@ def run_study(
             n_trials,
             max(remaining, 0),
         )
-    if remaining > 0:
-        study.optimize(objective, n_trials=remaining, catch=())
-    return study
+    asked: set[int] = set()
+
+    def jobs():
+        for _ in range(remaining):
+            trial = study.ask()
+            params = {**base.to_dict(), **dict(space.fixed), **space.suggest(trial)}
+            asked.add(trial.number)
+            yield TrialJob(
+                study_name, shared_storage, trial._trial_id, trial.number, params, pruner
+            )
+
+    try:
+        for job, outcome in compute.map_unordered(
+            run_trial, jobs(), train=train, val=val, movie_genres=movie_genres
+        ):
+            if outcome.state == "complete":
+                study.tell(job.number, outcome.val_rmse[-1])
+            else:
+                study.tell(job.number, state=optuna.trial.TrialState.PRUNED)
+            asked.discard(job.number)
+            if on_trial is not None:
+                _place_in_study(outcome, study)
+                on_trial(outcome)
+    except BaseException:
+        # a failed fit (or an interrupt) ends the sweep; its unfinished trials do not count
+        for number in sorted(asked):
+            study.tell(number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+        raise
+    if compute.client is None:
+        return study
+    return optuna.load_study(study_name=study_name, storage=storage)
+
+
+def dask_storage(client, storage: str):
+    """``storage`` hosted by the Dask scheduler, which every worker reaches (the scheduler's
+    machine must see the file of a ``sqlite:///`` URL: the same machine or a shared folder)."""
+    import warnings
+
+    from optuna_integration import DaskStorage
+
+    # experimental since Optuna 3.1; it warns again each time a trial unpickles it
+    warnings.filterwarnings(
+        "ignore", "DaskStorage is experimental", optuna.exceptions.ExperimentalWarning
+    )
+    return DaskStorage(storage=storage, client=client)
 
 
 def _place_in_study(outcome: TrialOutcome, study: optuna.Study) -> None:
-    """Fill in ``outcome``'s count of finished trials and the best so far. The trial is not
-    yet told to the study (its objective is still returning), so it is added here."""
+    """Fill in ``outcome``'s count of finished trials and the best so far (it is told)."""
     finished = study.get_trials(deepcopy=False, states=FINISHED)
     complete = [
         (t.value, t.number) for t in finished if t.state == optuna.trial.TrialState.COMPLETE
     ]
-    if outcome.state == "complete":
-        complete.append((outcome.val_rmse[-1], outcome.number))
-    outcome.n_finished = len(finished) + int(outcome.state in ("complete", "pruned"))
+    outcome.n_finished = len(finished)
     if complete:
         outcome.best_value, outcome.best_number = min(complete)
