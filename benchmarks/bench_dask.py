@@ -163,6 +163,7 @@ def sweep(n_trials: int) -> list[str]:
     ):
         with tempfile.TemporaryDirectory(prefix="bench-dask-") as folder:
             root = Path(folder)
+            os.environ.pop("MLFLOW_TRACKING_URI", None)  # a stage run leaves its store here
             overrides = [
                 f"paths.data={root / 'data'}",
                 f"paths.results={root / 'data'}",

@@ -136,11 +136,13 @@ def make_pruner(
 
 @dataclass(frozen=True)
 class TrialJob:
-    """What runs one trial, here or on a Dask worker: where its study lives (a storage URL or
-    a ``DaskStorage``), the trial, its full model parameters and the pruner."""
+    """What runs one trial, here or on a Dask worker: where its study lives (a storage URL,
+    or the name of the ``DaskStorage`` the scheduler hosts), the trial, its full model
+    parameters and the pruner."""
 
     study_name: str
-    storage: Any
+    storage: str
+    dask_storage: str | None
     trial_id: int
     number: int
     params: dict[str, Any]
@@ -152,7 +154,8 @@ def run_trial(
 ) -> TrialOutcome:
     """One trial's fit; its validation RMSE goes to the study after every iteration, where
     the pruner compares it with the other trials' (pruning works across workers alike)."""
-    study = optuna.load_study(study_name=job.study_name, storage=job.storage, pruner=job.pruner)
+    storage = job.storage if job.dask_storage is None else dask_storage(None, job.dask_storage)
+    study = optuna.load_study(study_name=job.study_name, storage=storage, pruner=job.pruner)
     trial = optuna.trial.Trial(study, job.trial_id)
     outcome = TrialOutcome(job.number, job.params)
     started = time.perf_counter()
@@ -206,6 +209,7 @@ def run_study(
     """
     pruner = pruner or optuna.pruners.NopPruner()
     shared_storage = storage if compute.client is None else dask_storage(compute.client, storage)
+    hosted = None if compute.client is None else shared_storage.name
     study = optuna.create_study(
         storage=shared_storage,
         study_name=study_name,
@@ -239,7 +243,7 @@ def run_study(
             params = {**base.to_dict(), **dict(space.fixed), **space.suggest(trial)}
             asked.add(trial.number)
             yield TrialJob(
-                study_name, shared_storage, trial._trial_id, trial.number, params, pruner
+                study_name, storage, hosted, trial._trial_id, trial.number, params, pruner
             )
 
     try:
@@ -266,16 +270,17 @@ def run_study(
 
 def dask_storage(client, storage: str):
     """``storage`` hosted by the Dask scheduler, which every worker reaches (the scheduler's
-    machine must see the file of a ``sqlite:///`` URL: the same machine or a shared folder)."""
+    machine must see the file of a ``sqlite:///`` URL: the same machine or a shared folder).
+    Without ``client`` (on a worker): the hosted storage named ``storage``."""
     import warnings
 
     from optuna_integration import DaskStorage
 
-    # experimental since Optuna 3.1; it warns again each time a trial unpickles it
-    warnings.filterwarnings(
-        "ignore", "DaskStorage is experimental", optuna.exceptions.ExperimentalWarning
-    )
-    return DaskStorage(storage=storage, client=client)
+    with warnings.catch_warnings():  # experimental since Optuna 3.1; it works as documented
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if client is None:
+            return DaskStorage(name=storage, register=False)
+        return DaskStorage(storage=storage, client=client)
 
 
 def _place_in_study(outcome: TrialOutcome, study: optuna.Study) -> None:
