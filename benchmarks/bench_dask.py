@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import resource
 import statistics
 import sys
 import tempfile
@@ -46,8 +45,14 @@ CLUSTERS = {"2 workers × 1 thread": (2, 1), "1 worker × 2 threads": (1, 2)}
 
 
 def peak_rss_mib() -> float:
-    """This process's peak resident memory (run on each worker through ``client.run``)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's peak resident memory, VmHWM (run on each worker through ``client.run``;
+    ``getrusage``'s maxrss would report the driver's, inherited across the fork and exec that
+    start a worker)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def single_fit(preset: str, n_factors: int, iterations: int, seed: int) -> list[str]:
@@ -89,6 +94,15 @@ def single_fit(preset: str, n_factors: int, iterations: int, seed: int) -> list[
             f"{', '.join(f'{p:,.0f} MiB' for p in sorted(peaks.values()))} |"
         )
         print(rows[-1], flush=True)
+    threads = os.cpu_count() or 1
+    seconds_per_rating = local_seconds * threads / (2 * train.nnz)
+    rows += [
+        "",
+        f"one thread, one rating, one half-step: {seconds_per_rating * 1e9:.1f} ns at "
+        f"K={params.K}; driver peak RSS {peak_rss_mib():,.0f} MiB",
+        "",
+        *simulate(seconds_per_rating, params.K),
+    ]
     return rows
 
 

@@ -3,8 +3,8 @@
 Each worker runs one job at a time with all its threads given to Numba (``run_job``): two fits
 in one worker process would share its Numba thread pool, which the default ``workqueue``
 threading layer does not allow. The data every job reads is scattered to every worker once.
-A job is pulled from ``jobs`` only when a worker is free, so a sweep asks Optuna for its next
-trial after the results before it were told.
+A job is pulled from ``jobs`` only when a worker is free: a sweep asks Optuna for a worker's
+next trial as soon as its last one finishes, then tells that result while the new trial runs.
 """
 
 from __future__ import annotations
@@ -55,10 +55,13 @@ def map_on_workers(
         )
         for future in finished:
             job, worker = running.pop(future)
-            yield job, future.result()
+            result = future.result()
+            # the freed worker gets its next job before this result is handed back, so it
+            # does not wait while the caller records it (a sweep's tell and MLflow run)
             following = submit(worker)
             if following is not None:
                 finished.add(following)
+            yield job, result
     except cluster_errors() as exc:
         raise ComputeError(
             f"compute: the Dask cluster failed while running jobs ({type(exc).__name__}: {exc})"
