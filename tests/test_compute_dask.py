@@ -30,6 +30,7 @@ from movielens_als.core.als import VARIANT as ALS_VARIANT
 from movielens_als.core.als import ALSParams
 from movielens_als.core.fit import fit
 from movielens_als.errors import ComputeError, ConfigError, NumericalError
+from movielens_als.tuning.search import FINISHED
 
 TWO_WORKERS = {"n_workers": 2, "threads_per_worker": 1}
 LOCAL_CLUSTER = {
@@ -294,7 +295,11 @@ def test_train_stage_with_an_unreachable_scheduler_writes_nothing(tiny_project):
     assert [p for p in after if p.parts[0] in ("reports", "data") and p not in before] == []
 
 
-def test_sweep_and_kgrid_on_workers_are_recorded_like_local_ones(tiny_project):
+def _finished(trials) -> int:
+    return sum(t.state in FINISHED for t in trials)
+
+
+def test_sweep_and_kgrid_on_workers_are_recorded_like_local_ones(tiny_project, monkeypatch):
     from mlflow.tracking import MlflowClient
 
     from movielens_als.core.variant import model_params
@@ -337,11 +342,29 @@ def test_sweep_and_kgrid_on_workers_are_recorded_like_local_ones(tiny_project):
     (parent,) = [r for r in runs if r.data.tags["stage"] == "sweep"]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert len(children) == 6
-    # raising n_trials resumes: the six stay as they were and two are added
-    run_sweep(compose("sweep", [*sweep, "tuning.n_trials=8"]))
-    after = [t for t in optuna.load_study(study_name=name, storage=storage).get_trials()]
+    # interrupted while trials run on both workers, then resumed: nothing finished is repeated
+    import movielens_als.pipeline.sweep as sweep_module
+
+    real_text = sweep_module.trial_text
+
+    def interrupt(outcome):
+        raise KeyboardInterrupt  # the user stops the sweep as its first new trial is recorded
+
+    monkeypatch.setattr(sweep_module, "trial_text", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(compose("sweep", [*sweep, "tuning.n_trials=9"]))
+    interrupted = optuna.load_study(study_name=name, storage=storage).get_trials()
+    assert _finished(interrupted) == 7
+    assert not [t for t in interrupted if t.state == optuna.trial.TrialState.RUNNING]
+    monkeypatch.setattr(sweep_module, "trial_text", real_text)
+    run_sweep(compose("sweep", [*sweep, "tuning.n_trials=9"]))
+    after = optuna.load_study(study_name=name, storage=storage).get_trials()
+    assert _finished(after) == 9
+    kept = [t for t in interrupted if t.state in FINISHED]
+    assert [t.params for t in after if t.number in {k.number for k in kept}] == [
+        t.params for t in kept
+    ]
     assert [t.params for t in after[:6]] == [t.params for t in study.get_trials()[:6]]
-    assert sum(t.state.is_finished() for t in after) == 8
 
     # the K grid: two Ks at once on the workers, each K's file the local run's
     grid = ["kgrid.Ks=[2,3]", "kgrid.iterations=3", "kgrid.search=notebook"]

@@ -85,7 +85,7 @@ def atomic_paths(*paths: str | os.PathLike[str]) -> Iterator[list[Path]]:
         fault_point("reserved", targets)
         yield list(temporaries)
         fault_point("written", targets)
-        with _stops_deferred():
+        with stops_deferred():
             for i, (tmp, target) in enumerate(zip(temporaries, targets, strict=True), start=1):
                 if target.is_dir() and not target.is_symlink():
                     shutil.rmtree(target)
@@ -100,10 +100,11 @@ def atomic_paths(*paths: str | os.PathLike[str]) -> Iterator[list[Path]]:
 
 
 @contextlib.contextmanager
-def _stops_deferred() -> Iterator[None]:
+def stops_deferred() -> Iterator[None]:
     """SIGINT and SIGTERM (Ctrl-C, kill) wait until the block is done, then take effect:
     otherwise the KeyboardInterrupt a stage raises for them could land between two renames
-    and leave new outputs beside old ones. SIGKILL cannot wait; what it leaves is whole files
+    and leave new outputs beside old ones, or inside an MLflow store write and leave its
+    SQLite transaction holding the lock the run's closing write then waits on. SIGKILL cannot wait; what it leaves is whole files
     and stale temporaries. Python runs signal handlers in the main thread only: a block in
     another thread is not interrupted by them (and may not change them)."""
     if threading.current_thread() is not threading.main_thread():

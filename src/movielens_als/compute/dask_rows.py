@@ -42,7 +42,7 @@ def connect(address: str | None, local_cluster: Any, timeout: float) -> Iterator
                 n_workers=int(local_cluster["n_workers"]),
                 threads_per_worker=int(local_cluster["threads_per_worker"]),
                 processes=True,
-                dashboard_address=None,
+                dashboard_address=":0",  # any free port: never clash with another cluster
                 silence_logs=logging.ERROR,
             )
             address = cluster.scheduler_address

@@ -43,7 +43,7 @@ from movielens_als.core.fit import (
     sum_squares,
 )
 from movielens_als.core.model import FactorModel
-from movielens_als.core.rows import RowTask
+from movielens_als.core.rows import RowTask, side_task
 from movielens_als.core.variant import (
     INITS,
     SOLVERS,
@@ -329,25 +329,19 @@ class ALS(Variant):
         compute_sse: bool,
     ) -> RowTask:
         # [b, u] = (λ Σ x xᵀ + diag(γ, τ s I))⁻¹ (λ Σ x (r − μ − c) + [0, τ s p]), x = [1, v]
-        rows = {"bias": side.bias, "factors": side.factors}
-        if side.prior is not None:
-            rows["prior"] = side.prior
-        return RowTask(
+        return side_task(
             update_block,
-            rows=rows,
-            writes=("bias", "factors"),
-            shared={"bias": other.bias, "factors": other.factors},
-            settings={
-                "offset": state.mu,
-                "lam": params.lam,
-                "tau": params.tau,
-                "gamma": params.gamma,
-                "count_scaled": params.count_scaled,
-                "compute_sse": compute_sse,
-                "side": side.name,
-                "solver": state.extra["solver"],
-                "cd_passes": params.cd_passes,
-            },
+            side,
+            other,
+            offset=state.mu,
+            lam=params.lam,
+            tau=params.tau,
+            gamma=params.gamma,
+            count_scaled=params.count_scaled,
+            compute_sse=compute_sse,
+            side=side.name,
+            solver=state.extra["solver"],
+            cd_passes=params.cd_passes,
         )
 
     def end_sweep(self, params: ALSParams, state: TrainState, *, sweep: int, sse: float) -> None:

@@ -52,7 +52,7 @@ from movielens_als.core.fit import (
     sum_squares,
 )
 from movielens_als.core.model import FactorModel
-from movielens_als.core.rows import RowTask
+from movielens_als.core.rows import RowTask, side_task
 from movielens_als.core.streams import row_normals, stream_key
 from movielens_als.core.variant import (
     INITS,
@@ -518,25 +518,19 @@ class BayesALS(Variant):
         sweep: int,
         compute_sse: bool,
     ) -> RowTask:
-        rows = {"bias": side.bias, "factors": side.factors}
-        if side.prior is not None:
-            rows["prior"] = side.prior
-        return RowTask(
+        return side_task(
             sample_block,
-            rows=rows,
-            writes=("bias", "factors"),
-            shared={"bias": other.bias, "factors": other.factors},
-            settings={
-                "offset": state.mu,
-                "lam": state.extra["noise_precision"],
-                "bias_precision": side.extra["bias_precision"],
-                "factor_precision": side.extra["precision"],
-                "shared_mean": side.extra["mean"],
-                "key": int(stream_key(params.seed, sweep, side.index)),
-                "compute_sse": compute_sse,
-                "side": side.name,
-                "solver": state.extra["solver"],
-            },
+            side,
+            other,
+            offset=state.mu,
+            lam=state.extra["noise_precision"],
+            bias_precision=side.extra["bias_precision"],
+            factor_precision=side.extra["precision"],
+            shared_mean=side.extra["mean"],
+            key=int(stream_key(params.seed, sweep, side.index)),
+            compute_sse=compute_sse,
+            side=side.name,
+            solver=state.extra["solver"],
         )
 
     def end_sweep(

@@ -40,6 +40,22 @@ class RowTask:
     settings: dict[str, Any] = field(default_factory=dict)
 
 
+def side_task(function: RowFunction, own: Side, other: Side, **settings: Any) -> RowTask:
+    """The task of a half-step that rewrites side ``own``'s bias and factors (each row reading
+    its prior mean, when the side has one) from ``other``'s: the shape of every shipped variant.
+    """
+    rows = {"bias": own.bias, "factors": own.factors}
+    if own.prior is not None:
+        rows["prior"] = own.prior
+    return RowTask(
+        function,
+        rows=rows,
+        writes=("bias", "factors"),
+        shared={"bias": other.bias, "factors": other.factors},
+        settings=settings,
+    )
+
+
 class RowRunner(Protocol):
     """Runs a side's ``RowTask``; returns the per-row squared errors and the jittered rows."""
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from movielens_als.atomic import process_alive
+from movielens_als.atomic import process_alive, stops_deferred
 from movielens_als.errors import ConfigError, MovieLensError
 
 
@@ -128,7 +128,8 @@ class StageTracker(NullTracker):
         import mlflow
 
         values = {k: float(v) for k, v in metrics.items() if v is not None}
-        mlflow.log_metrics(values, step=step)
+        with stops_deferred():  # a store write is not cut in half by Ctrl-C or SIGTERM
+            mlflow.log_metrics(values, step=step)
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Params known only once the run is open (e.g. a tuned model's values). A key the
@@ -146,7 +147,8 @@ class StageTracker(NullTracker):
             for key, values in series.items()
             for step, value in enumerate(values, start=first_step)
         ]
-        mlflow.tracking.MlflowClient(self.uri).log_batch(self.run_id, metrics=metrics)
+        with stops_deferred():
+            mlflow.tracking.MlflowClient(self.uri).log_batch(self.run_id, metrics=metrics)
 
     def log_artifacts(self, paths: Iterable[str | Path], root: str | Path | None = None) -> None:
         """Log files and folders; under ``root`` they keep their folders relative to it
@@ -172,7 +174,8 @@ class StageTracker(NullTracker):
         tags = dict(tags)
         if RUN_NAME_TAG in tags:
             tags[RUN_NAME_TAG] = self._named(tags[RUN_NAME_TAG])
-        mlflow.set_tags(tags)
+        with stops_deferred():
+            mlflow.set_tags(tags)
 
     def _named(self, name: str) -> str:
         return f"{name} {self.label}" if self.label else name
@@ -333,4 +336,5 @@ def _log_params(params: Mapping[str, Any]) -> None:
 
     items = [(k, "null" if v is None else str(v)) for k, v in params.items()]
     for start in range(0, len(items), 100):  # MLflow caps a batch at 100 params
-        mlflow.log_params(dict(items[start : start + 100]))
+        with stops_deferred():
+            mlflow.log_params(dict(items[start : start + 100]))
