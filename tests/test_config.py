@@ -82,6 +82,30 @@ def test_params_check_keeps_an_experiments_values(tmp_path):
 
 
 @pytest.mark.parametrize(
+    "overrides",
+    [
+        ["compute=dask"],
+        ["compute=dask", "compute.address=tcp://127.0.0.1:8786", "dataset=synthetic"],
+        [
+            "dataset=synthetic",
+            "dataset.synthetic.preset=ml-32m",
+            "split=temporal",
+            "models.als.K=8",
+        ],
+    ],
+)
+def test_params_check_keeps_switches_of_several_groups(tmp_path, overrides):
+    from movielens_als.config.params import overrides_of
+
+    experiment = tmp_path / "params.yaml"
+    experiment.write_text(render_params(overrides))
+    recovered = overrides_of(experiment.read_text())
+    assert recovered is not None and render_params(recovered) == experiment.read_text()
+    switches = sorted(o for o in recovered if "." not in o.split("=")[0])
+    assert switches == sorted(o for o in overrides if "." not in o.split("=")[0])
+
+
+@pytest.mark.parametrize(
     ("edit", "old", "new"),
     [
         ("a key conf/ does not have", "    K: 32\n", "    K: 32\n    rank: 4\n"),

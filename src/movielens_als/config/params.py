@@ -28,8 +28,9 @@ from movielens_als.atomic import write_text
 from movielens_als.config.compose import compose, conf_dir
 
 PARAMS_CONFIG = "config"
-# The config groups an experiment may switch as a whole (`dvc exp run -S dataset=ml-1m`).
-SWITCHABLE_GROUPS = ("dataset", "split")
+# The config groups an experiment may switch as a whole (`dvc exp run -S dataset=ml-1m`);
+# each is a section of params.yaml of the same name.
+SWITCHABLE_GROUPS = ("dataset", "split", "compute")
 
 
 def render_params(overrides: list[str] | None = None) -> str:
@@ -67,7 +68,11 @@ def _group_options(group: str) -> list[str]:
 
 def overrides_of(text: str) -> list[str] | None:
     """The Hydra overrides that compose ``conf/`` into ``text`` (``[]`` when it is conf/'s own
-    composition), or None when no group switch plus value overrides gives it."""
+    composition), or None when no group switches plus value overrides give it.
+
+    Each switchable group is matched on its own section: the option whose keys are the
+    section's and whose values differ least (conf/'s default on a tie), so switches of several
+    groups at once (``-S dataset=synthetic -S compute=dask``) are recovered too."""
     try:
         target = yaml.safe_load(text)
     except yaml.YAMLError:
@@ -75,20 +80,34 @@ def overrides_of(text: str) -> list[str] | None:
     if not isinstance(target, dict):
         return None
     wanted = _leaves(target)
-    switches: list[list[str]] = [[]]
+    switch: list[str] = []
     for group in SWITCHABLE_GROUPS:
-        switches += [[f"{group}={option}"] for option in _group_options(group)]
-    for switch in switches:
-        base = _leaves(OmegaConf.to_container(compose(PARAMS_CONFIG, switch)))
-        if set(base) != set(wanted):
-            continue
-        values = [
-            f"{key}={_override_value(wanted[key])}" for key in wanted if base[key] != wanted[key]
-        ]
-        overrides = [*switch, *values]
-        if render_params(overrides) == text:
-            return overrides
-    return None
+        wanted_section = _section(wanted, group)
+        best: tuple[int, str | None] | None = None
+        for option in [None, *_group_options(group)]:
+            overrides = [] if option is None else [f"{group}={option}"]
+            section = _section(
+                _leaves(OmegaConf.to_container(compose(PARAMS_CONFIG, overrides))), group
+            )
+            if set(section) != set(wanted_section):
+                continue
+            differing = sum(section[key] != wanted_section[key] for key in section)
+            if best is None or differing < best[0]:
+                best = (differing, option)
+        if best is None:
+            return None
+        if best[1] is not None:
+            switch.append(f"{group}={best[1]}")
+    base = _leaves(OmegaConf.to_container(compose(PARAMS_CONFIG, switch)))
+    if set(base) != set(wanted):
+        return None
+    values = [f"{key}={_override_value(wanted[key])}" for key in wanted if base[key] != wanted[key]]
+    overrides = [*switch, *values]
+    return overrides if render_params(overrides) == text else None
+
+
+def _section(leaves: dict[str, Any], group: str) -> dict[str, Any]:
+    return {key: value for key, value in leaves.items() if key.split(".")[0] == group}
 
 
 def main(argv: list[str] | None = None) -> int:
