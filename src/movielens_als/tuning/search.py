@@ -216,14 +216,21 @@ def run_study(
     pruner = pruner or optuna.pruners.NopPruner()
     shared_storage = storage if compute.client is None else dask_storage(compute.client, storage)
     hosted = None if compute.client is None else shared_storage.name
-    study = optuna.create_study(
-        storage=shared_storage,
-        study_name=study_name,
-        direction="minimize",
-        sampler=optuna.samplers.TPESampler(seed=seed),
-        pruner=pruner,
-        load_if_exists=True,
-    )
+    # an existing study is loaded, not created with load_if_exists: through DaskStorage the
+    # scheduler logs the DuplicatedStudyError that load_if_exists catches as an error
+    sampler = optuna.samplers.TPESampler(seed=seed)
+    if study_name in optuna.get_all_study_names(shared_storage):
+        study = optuna.load_study(
+            study_name=study_name, storage=shared_storage, sampler=sampler, pruner=pruner
+        )
+    else:
+        study = optuna.create_study(
+            storage=shared_storage,
+            study_name=study_name,
+            direction="minimize",
+            sampler=sampler,
+            pruner=pruner,
+        )
     for stale in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         study.tell(stale.number, state=optuna.trial.TrialState.FAIL)
     # A resumed study continues from a seed of its own, so its next trials do not replay the
