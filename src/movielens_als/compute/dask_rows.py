@@ -35,6 +35,11 @@ def connect(address: str | None, local_cluster: Any, timeout: float) -> Iterator
     before any work, when no scheduler answers or it has no worker within ``timeout`` s."""
     import distributed
 
+    # Dask logs every connection, retirement and closed comm at INFO (with tracebacks for
+    # comms closed at shutdown); a stage shows warnings and errors of its own only
+    dask_logger = logging.getLogger("distributed")
+    level = dask_logger.level
+    dask_logger.setLevel(max(level, logging.WARNING))
     cluster = client = None
     try:
         if address is None:
@@ -68,6 +73,7 @@ def connect(address: str | None, local_cluster: Any, timeout: float) -> Iterator
             client.close()
         if cluster is not None:
             cluster.close()
+        dask_logger.setLevel(level)
 
 
 def cluster_errors() -> tuple[type[BaseException], ...]:
