@@ -6,7 +6,12 @@ import numpy as np
 
 from movielens_als.core.als import ALSParams
 from movielens_als.core.fit import fit
-from movielens_als.evaluation.prior import choose_prior_weight, popularity_log_counts, prior_scorer
+from movielens_als.evaluation.prior import (
+    choose_prior_weight,
+    model_scorer,
+    popularity_log_counts,
+    prior_scorer,
+)
 from movielens_als.evaluation.ranking import FactorScorer, evaluate_ranking
 from movielens_als.sparse import RatingMatrix, Ratings
 
@@ -30,7 +35,7 @@ def test_prior_scores_are_the_model_scores_plus_weighted_log_counts():
     log_counts = popularity_log_counts(train.by_user)
     np.testing.assert_array_equal(log_counts, np.log1p(train.by_item.row_counts()))
     users = np.arange(5, dtype=np.int32)
-    shifted = prior_scorer(model, log_counts, 0.5)(users)
+    shifted = prior_scorer(model_scorer(model), log_counts, 0.5)(users)
     plain = FactorScorer(model.user_factors, model.item_factors, model.item_bias)(users)
     np.testing.assert_allclose(
         shifted - plain, np.broadcast_to(0.5 * log_counts, plain.shape), rtol=1e-5, atol=1e-5
@@ -45,7 +50,7 @@ def test_chosen_weight_is_the_best_on_validation():
     assert scores[f"{weight:g}"] == max(scores.values())
     refit = fit(train, model.params).model
     expected = evaluate_ranking(
-        prior_scorer(refit, popularity_log_counts(train.by_user), weight),
+        prior_scorer(model_scorer(refit), popularity_log_counts(train.by_user), weight),
         train.by_user,
         val,
         ks=(5,),

@@ -18,9 +18,11 @@ from movielens_als.evaluation.ranking import (
     FactorScorer,
     ItemScorer,
     evaluate_ranking,
+    evaluate_rankings,
     popularity_scores,
     ranking_table,
     sample_users,
+    shared_factor_top_k_unseen,
     top_k_unseen,
 )
 from movielens_als.sparse import CSR, Ratings
@@ -229,6 +231,41 @@ def test_factor_scorer_tiles_give_the_same_lists_as_its_score_block(dtype):
     np.testing.assert_array_equal(actual[0], expected[0])
     np.testing.assert_array_equal(actual[1], expected[1])
     assert scorer(users).dtype == dtype
+
+
+@pytest.mark.parametrize("rank", [0, 4])
+def test_scorers_sharing_factors_rank_together_as_each_alone(rank):
+    """Several item biases over one factor product give each scorer's own lists and metrics."""
+    rng = np.random.default_rng(8)
+    n_users, n_items = 2 * FACTOR_TILE + 3, 2 * CHUNK + 9
+    base = FactorScorer(
+        rng.normal(size=(n_users, rank)).astype(np.float32),
+        rng.normal(size=(n_items, rank)).astype(np.float32),
+        rng.normal(size=n_items).astype(np.float32),
+    )
+    log_counts = np.log1p(rng.integers(0, 50, n_items))
+    shifted = {f"w{w}": base.with_item_bias(base.item_bias + w * log_counts) for w in (0.5, 2.0)}
+    assert all(base.shares_factors_with(s) for s in shifted.values())
+    assert shifted["w2.0"].item_bias.dtype == np.float32
+    _, train, train_rows, test = random_problem(9, n_users, n_items)
+    other = ItemScorer(popularity_scores(train))
+    fns = {"plain": base, **shifted, "popularity": other}
+    together = evaluate_rankings(fns, train, test, ks=(3, 7), batch_size=5)
+    for name, fn in fns.items():  # each alone: a group of one
+        assert together[name] == evaluate_ranking(fn, train, test, ks=(3, 7), batch_size=5)
+    users = np.arange(n_users, dtype=np.int32)
+    expected = reference_ranking(shifted["w2.0"](users), train_rows, test, (3,), 4.0)
+    assert_metrics_equal(together["w2.0"], expected, (3,))
+
+
+def test_only_scorers_over_the_same_factor_arrays_are_ranked_together():
+    rng = np.random.default_rng(1)
+    a = FactorScorer(rng.normal(size=(4, 2)), rng.normal(size=(6, 2)))
+    b = FactorScorer(a.user_factors, rng.normal(size=(6, 2)))  # same users, other items
+    assert not a.shares_factors_with(b) and a.shares_factors_with(a.with_item_bias(np.ones(6)))
+    _, train, _, _ = random_problem(1, 4, 6)
+    with pytest.raises(ValueError, match="share"):
+        shared_factor_top_k_unseen([a, b], np.arange(4), train.indptr, train.indices, 2)
 
 
 def test_non_finite_factors_raise_a_numerical_error():

@@ -9,6 +9,7 @@ from movielens_als.evaluation.ranking import (
     ItemScorer,
     ScoreFn,
     evaluate_ranking,
+    evaluate_rankings,
     popularity_scores,
     ranking_table,
 )
@@ -18,6 +19,7 @@ __all__ = [
     "ItemScorer",
     "ScoreFn",
     "evaluate_ranking",
+    "evaluate_rankings",
     "popularity_scores",
     "ranking_table",
 ]

@@ -17,7 +17,7 @@ import numpy as np
 
 from movielens_als.core.fit import IterationRecord, fit
 from movielens_als.core.model import FactorModel
-from movielens_als.evaluation.ranking import FactorScorer, evaluate_ranking
+from movielens_als.evaluation.ranking import FactorScorer, evaluate_rankings
 from movielens_als.sparse import CSR, RatingMatrix, Ratings
 
 log = logging.getLogger(__name__)
@@ -30,11 +30,15 @@ def popularity_log_counts(train_by_user: CSR) -> np.ndarray:
     )
 
 
-def prior_scorer(model: FactorModel, log_counts: np.ndarray, weight: float) -> FactorScorer:
-    """The model's ranking scores ``u_mᵀ v_n + c_n`` plus ``weight · log(1 + n_n)``."""
-    return FactorScorer(
-        model.user_factors, model.item_factors, model.item_bias + weight * log_counts
-    )
+def prior_scorer(scorer: FactorScorer, log_counts: np.ndarray, weight: float) -> FactorScorer:
+    """``scorer``'s ranking scores ``u_mᵀ v_n + c_n`` plus ``weight · log(1 + n_n)``, over the
+    same factor arrays (so both are ranked with one factor product)."""
+    return scorer.with_item_bias(scorer.item_bias + weight * log_counts)
+
+
+def model_scorer(model: FactorModel) -> FactorScorer:
+    """The ranking scores of ``model``: ``u_mᵀ v_n + c_n``."""
+    return FactorScorer(model.user_factors, model.item_factors, model.item_bias)
 
 
 def choose_prior_weight(
@@ -51,22 +55,18 @@ def choose_prior_weight(
 ) -> tuple[float, dict[str, float]]:
     """Refit ``model``'s hyper-parameters on ``train`` (train minus validation) and return the
     weight with the best NDCG@k on ``val``, with every weight's validation NDCG@k.
-    ``callback`` gets the refit's iterations and ``executor`` runs them (see ``fit``)."""
+    ``callback`` gets the refit's iterations and ``executor`` runs them (see ``fit``).
+    Every weight is ranked in one pass over the validation users."""
     refit = fit(
         train, model.params, movie_genres=movie_genres, callback=callback, executor=executor
     ).model
     log_counts = popularity_log_counts(train.by_user)
+    plain = model_scorer(refit)
+    scorers = {f"{float(w):g}": prior_scorer(plain, log_counts, float(w)) for w in weights}
+    table = evaluate_rankings(scorers, train.by_user, val, ks=(k,), threshold=threshold)
     scores = {}
-    for weight in weights:
-        metrics = evaluate_ranking(
-            prior_scorer(refit, log_counts, float(weight)),
-            train.by_user,
-            val,
-            ks=(k,),
-            threshold=threshold,
-        )
-        key = f"{float(weight):g}"
-        scores[key] = float(metrics[f"ndcg@{k}"])
+    for key in scorers:
+        scores[key] = float(table[key][f"ndcg@{k}"])
         log.info("prior weight %s: validation ndcg@%d=%.4f", key, k, scores[key])
     best = max(scores, key=lambda w: (scores[w], -float(w)))  # ties: the smaller weight
     return float(best), scores

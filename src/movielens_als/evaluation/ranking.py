@@ -101,6 +101,29 @@ class FactorScorer:
     def n_items(self) -> int:
         return self.item_bias.size
 
+    def with_item_bias(self, item_bias: np.ndarray) -> FactorScorer:
+        """The scores ``u_mᵀ v_n + item_bias_n`` over the same factor arrays (not copied; the
+        bias is taken in this scorer's dtype). Scorers that share factors are ranked together
+        by ``evaluate_rankings``: one product per user tile, one selection per bias."""
+        item_bias = np.asarray(item_bias)
+        if item_bias.shape != self.item_bias.shape:
+            raise ValueError(
+                f"item_bias has shape {item_bias.shape}, expected {self.item_bias.shape}"
+            )
+        scorer = object.__new__(FactorScorer)
+        scorer.user_factors = self.user_factors
+        scorer.item_factors_t = self.item_factors_t
+        scorer.item_bias = np.ascontiguousarray(item_bias, dtype=self.item_bias.dtype)
+        return scorer
+
+    def shares_factors_with(self, other: object) -> bool:
+        """Whether ``other`` is a ``FactorScorer`` over the very same factor arrays."""
+        return (
+            isinstance(other, FactorScorer)
+            and other.user_factors is self.user_factors
+            and other.item_factors_t is self.item_factors_t
+        )
+
     def __call__(self, users: np.ndarray) -> np.ndarray:
         """Score block of ``users``: bit for bit the tiles ``top_k_unseen`` ranks."""
         users = np.ascontiguousarray(users, dtype=INDEX_DTYPE)
@@ -115,18 +138,37 @@ class FactorScorer:
     ) -> tuple[np.ndarray, np.ndarray]:
         """``top_k_unseen(self(users), users, seen_indptr, seen_indices, k)``, tile by tile."""
         users = np.ascontiguousarray(users, dtype=INDEX_DTYPE)
-        if self.user_factors.shape[1] == 0:  # bias-only: every user gets the same scores
-            return shared_top_k_unseen(self.item_bias, users, seen_indptr, seen_indices, k)
-        return factor_top_k_unseen(
-            self.user_factors,
-            self.item_factors_t,
-            self.item_bias,
-            users,
-            seen_indptr,
-            seen_indices,
-            k,
-            FACTOR_TILE,
-        )
+        top, n_nan = shared_factor_top_k_unseen([self], users, seen_indptr, seen_indices, k)
+        return top[0], n_nan[0]
+
+
+def shared_factor_top_k_unseen(
+    scorers: Sequence[FactorScorer],
+    users: np.ndarray,
+    seen_indptr: np.ndarray,
+    seen_indices: np.ndarray,
+    k: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every scorer's ``top_k_unseen`` (stacked: ``(len(scorers), users, k)`` and the NaN
+    counts) for scorers over the same factor arrays, which differ only in their item bias."""
+    first = scorers[0]
+    if not all(first.shares_factors_with(other) for other in scorers):
+        raise ValueError("the scorers must share their factor arrays (FactorScorer.with_item_bias)")
+    users = np.ascontiguousarray(users, dtype=INDEX_DTYPE)
+    biases = np.stack([scorer.item_bias for scorer in scorers])
+    if first.user_factors.shape[1] == 0:  # bias-only: every user gets the same scores
+        tops = [shared_top_k_unseen(bias, users, seen_indptr, seen_indices, k) for bias in biases]
+        return np.stack([top for top, _ in tops]), np.stack([n_nan for _, n_nan in tops])
+    return factor_top_k_unseen(
+        first.user_factors,
+        first.item_factors_t,
+        biases,
+        users,
+        seen_indptr,
+        seen_indices,
+        k,
+        FACTOR_TILE,
+    )
 
 
 class ItemScorer:
@@ -264,22 +306,14 @@ def shared_top_k_unseen(
 
 
 @njit(cache=True)
-def _tile_scores(
-    user_factors: np.ndarray,
-    item_factors_t: np.ndarray,
-    item_bias: np.ndarray,
-    tile_users: np.ndarray,
+def _tile_product(
+    user_factors: np.ndarray, item_factors_t: np.ndarray, tile_users: np.ndarray
 ) -> np.ndarray:
-    """``s = U[tile_users] Vᵀ + c`` as one GEMM (the unit both factor kernels share)."""
+    """``U[tile_users] Vᵀ`` as one GEMM (the unit both factor kernels share)."""
     tile_factors = np.empty((tile_users.size, user_factors.shape[1]), dtype=user_factors.dtype)
     for i in range(tile_users.size):
         tile_factors[i] = user_factors[tile_users[i]]
-    block = np.dot(tile_factors, item_factors_t)
-    for i in range(tile_users.size):
-        row = block[i]
-        for item in range(row.size):
-            row[item] += item_bias[item]  # s_mn = u_mᵀ v_n + c_n
-    return block
+    return np.dot(tile_factors, item_factors_t)
 
 
 @njit(parallel=True, cache=True)
@@ -295,7 +329,10 @@ def factor_scores(
     for t in prange((users.size + tile - 1) // tile):
         lo = t * tile
         hi = min(lo + tile, users.size)
-        scores[lo:hi] = _tile_scores(user_factors, item_factors_t, item_bias, users[lo:hi])
+        product = _tile_product(user_factors, item_factors_t, users[lo:hi])
+        for i in range(hi - lo):
+            for item in range(item_bias.size):
+                scores[lo + i, item] = product[i, item] + item_bias[item]  # s_mn = u_mᵀ v_n + c_n
     return scores
 
 
@@ -303,30 +340,38 @@ def factor_scores(
 def factor_top_k_unseen(
     user_factors: np.ndarray,
     item_factors_t: np.ndarray,
-    item_bias: np.ndarray,
+    item_biases: np.ndarray,
     users: np.ndarray,
     seen_indptr: np.ndarray,
     seen_indices: np.ndarray,
     k: int,
     tile: int,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``top_k_unseen`` of the scores ``U[users] Vᵀ + c``, computed ``tile`` users at a time.
+    """``top_k_unseen`` of the scores ``U[users] Vᵀ + c_b`` for each bias row ``c_b`` of
+    ``item_biases``, computed ``tile`` users at a time: ``(n_biases, users, k)`` lists and
+    the NaN counts.
 
     Each thread multiplies its tile of user factors by ``Vᵀ`` (one GEMM; BLAS should run
-    single-threaded) into a private ``tile × n_items`` block and ranks it while it is still
-    in cache.
+    single-threaded) into a private ``tile × n_items`` block, and ranks each user's row plus
+    each bias while the block is still in cache.
     """
+    n_biases, n_items = item_biases.shape
     n_rows = users.size
-    top = np.full((n_rows, k), -1, dtype=np.int32)
-    n_nan = np.zeros(n_rows, dtype=np.int64)
+    top = np.full((n_biases, n_rows, k), -1, dtype=np.int32)
+    n_nan = np.zeros((n_biases, n_rows), dtype=np.int64)
     for t in prange((n_rows + tile - 1) // tile):
         lo = t * tile
         hi = min(lo + tile, n_rows)
-        block = _tile_scores(user_factors, item_factors_t, item_bias, users[lo:hi])
+        product = _tile_product(user_factors, item_factors_t, users[lo:hi])
+        row = np.empty(n_items, dtype=product.dtype)
         for i in range(hi - lo):
             user = users[lo + i]
             seen = np.sort(seen_indices[seen_indptr[user] : seen_indptr[user + 1]])
-            n_nan[lo + i] = _top_k_row(block[i], seen, top[lo + i])
+            for b in range(n_biases):
+                bias = item_biases[b]
+                for item in range(n_items):
+                    row[item] = product[i, item] + bias[item]  # s_mn = u_mᵀ v_n + c_n
+                n_nan[b, lo + i] = _top_k_row(row, seen, top[b, lo + i])
     return top, n_nan
 
 
@@ -387,18 +432,92 @@ def _validate_ks(ks: Sequence[int] | int) -> tuple[int, ...]:
     return tuple(sorted({int(k) for k in values}))
 
 
-def _top_k_of(
-    score_fn: ScoreFn, users: np.ndarray, train_by_user: CSR, k: int
-) -> tuple[np.ndarray, np.ndarray]:
+def _score_groups(score_fns: Mapping[str, ScoreFn]) -> list[list[str]]:
+    """The names in ranking order, grouped: ``FactorScorer``s over the same factor arrays
+    form one group (ranked by one kernel call), every other score function its own."""
+    groups: list[list[str]] = []
+    for name, fn in score_fns.items():
+        for group in groups:
+            if isinstance(fn, FactorScorer) and fn.shares_factors_with(score_fns[group[0]]):
+                group.append(name)
+                break
+        else:
+            groups.append([name])
+    return groups
+
+
+def _top_k_lists(
+    fns: Sequence[ScoreFn], users: np.ndarray, train_by_user: CSR, k: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``(top, n_nan)`` of each of ``fns`` (one ``_score_groups`` group) for ``users``."""
     seen = (train_by_user.indptr, train_by_user.indices)
+    if isinstance(fns[0], FactorScorer):
+        top, n_nan = shared_factor_top_k_unseen(fns, users, *seen, k)
+        return list(zip(top, n_nan, strict=True))
+    (score_fn,) = fns
     if hasattr(score_fn, "top_k_unseen"):
-        return score_fn.top_k_unseen(users, *seen, k)
+        return [score_fn.top_k_unseen(users, *seen, k)]
     scores = score_fn(users)
     if scores.shape != (users.size, train_by_user.n_cols):
         raise ValueError(
             f"score_fn returned shape {scores.shape}, expected {(users.size, train_by_user.n_cols)}"
         )
-    return top_k_unseen(scores, users, *seen, k)
+    return [top_k_unseen(scores, users, *seen, k)]
+
+
+class _MetricSums:
+    """One score function's running sums of the per-user metrics over the ranked batches."""
+
+    def __init__(self, ks: tuple[int, ...], item_counts: np.ndarray) -> None:
+        self.ks = ks
+        self.item_counts = item_counts
+        self.discount = 1.0 / np.log2(np.arange(2, ks[-1] + 2))
+        # ideal_dcg[j] = Σ_{i≤j} discount
+        self.ideal_dcg = np.concatenate(([0.0], np.cumsum(self.discount)))
+        self.sums = {name: dict.fromkeys(ks, 0.0) for name in ("recall", "ndcg", "mrr", "hit_rate")}
+        self.covered = {k: np.zeros(item_counts.size, dtype=bool) for k in ks}
+        self.popularity_sum = dict.fromkeys(ks, 0.0)
+        self.filled_slots = dict.fromkeys(ks, 0)
+
+    def add(self, top: np.ndarray, users: np.ndarray, positives: CSR) -> None:
+        """Add the top-K lists ``top`` of ``users`` (rows of ``positives``)."""
+        k_max = self.ks[-1]
+        hits = positive_hits(top, users, positives.indptr, positives.indices)
+        n_pos = positives.row_counts()[users]
+        hits_cum = np.cumsum(hits, axis=1)
+        dcg_cum = np.cumsum(hits * self.discount, axis=1)
+        first_hit = np.where(hits.any(axis=1), hits.argmax(axis=1), k_max)  # 0-based rank
+        filled = top >= 0
+        sums = self.sums
+        for k in self.ks:
+            n_hits = hits_cum[:, k - 1]
+            sums["recall"][k] += float(np.sum(n_hits / n_pos))
+            sums["ndcg"][k] += float(
+                np.sum(dcg_cum[:, k - 1] / self.ideal_dcg[np.minimum(n_pos, k)])
+            )
+            sums["mrr"][k] += float(np.sum(np.where(first_hit < k, 1.0 / (first_hit + 1), 0.0)))
+            sums["hit_rate"][k] += float(np.count_nonzero(n_hits))
+            recommended = top[:, :k][filled[:, :k]]
+            self.covered[k][recommended] = True
+            self.popularity_sum[k] += float(self.item_counts[recommended].sum())
+            self.filled_slots[k] += recommended.size
+
+    def metrics(self, n_eval: int) -> dict[str, float]:
+        """The means over the ``n_eval`` ranked users and the list-level figures."""
+        n_items = self.item_counts.size
+        result: dict[str, float] = {}
+        for k in self.ks:
+            for name, per_k in self.sums.items():
+                result[f"{name}@{k}"] = per_k[k] / n_eval if n_eval else float("nan")
+            result[f"coverage@{k}"] = (
+                float(self.covered[k].sum()) / n_items if n_items else float("nan")
+            )
+            result[f"mean_popularity@{k}"] = (
+                self.popularity_sum[k] / self.filled_slots[k]
+                if self.filled_slots[k]
+                else float("nan")
+            )
+        return result
 
 
 def evaluate_ranking(
@@ -431,6 +550,32 @@ def evaluate_ranking(
         for each K, ``"n_users_evaluated", "n_users_without_positives", "n_items",
         "threshold"}``. Means over zero users are NaN.
     """
+    return evaluate_rankings(
+        {"": score_fn},
+        train_by_user,
+        test,
+        ks=ks,
+        threshold=threshold,
+        batch_size=batch_size,
+        on_batch=on_batch,
+    )[""]
+
+
+def evaluate_rankings(
+    score_fns: Mapping[str, ScoreFn],
+    train_by_user: CSR,
+    test: Ratings,
+    *,
+    ks: Sequence[int] | int = (10,),
+    threshold: float = 4.0,
+    batch_size: int | None = None,
+    on_batch: Callable[[int, int], None] | None = None,
+) -> dict[str, dict[str, float | int]]:
+    """``{name: evaluate_ranking(fn, ...)}`` for each score function, with the same results,
+    in one pass over the users: each batch is ranked by every function in turn, and
+    ``FactorScorer``s over the same factor arrays (``FactorScorer.with_item_bias``, e.g. a
+    model with and without a popularity prior, or several prior weights) share one factor
+    product per user tile. ``on_batch`` gets (users ranked so far, users to rank)."""
     ks = _validate_ks(ks)
     k_max = ks[-1]
     n_users, n_items = train_by_user.n_rows, train_by_user.n_cols
@@ -450,59 +595,37 @@ def evaluate_ranking(
         batch_size = max(1, SCORE_BLOCK_BYTES // (8 * max(n_items, 1)))
 
     item_counts = np.bincount(train_by_user.indices, minlength=n_items)
-    discount = 1.0 / np.log2(np.arange(2, k_max + 2))
-    ideal_dcg = np.concatenate(([0.0], np.cumsum(discount)))  # ideal_dcg[j] = Σ_{i≤j} discount
-    sums = {name: {k: 0.0 for k in ks} for name in ("recall", "ndcg", "mrr", "hit_rate")}
-    covered = {k: np.zeros(n_items, dtype=bool) for k in ks}
-    popularity_sum = dict.fromkeys(ks, 0.0)
-    filled_slots = dict.fromkeys(ks, 0)
+    sums = {name: _MetricSums(ks, item_counts) for name in score_fns}
+    groups = _score_groups(score_fns)
 
     # Numba threads rank while BLAS multiplies; a multi-threaded BLAS inside them (or
     # spinning beside them) would oversubscribe the cores.
     with single_threaded_blas():
         for lo in range(0, n_eval, batch_size):
             users = eval_users[lo : lo + batch_size]
-            top, n_nan = _top_k_of(score_fn, users, train_by_user, k_max)
-            if n_nan.any():
-                bad = int(users[np.flatnonzero(n_nan)[0]])
-                raise NumericalError(
-                    f"ranking scores contain {int(n_nan.sum())} NaN values (first at user index "
-                    f"{bad}); the model's factors or biases are not finite"
+            for names in groups:
+                lists = _top_k_lists(
+                    [score_fns[name] for name in names], users, train_by_user, k_max
                 )
-            hits = positive_hits(top, users, positives.indptr, positives.indices)
-            n_pos = positives.row_counts()[users]
-            hits_cum = np.cumsum(hits, axis=1)
-            dcg_cum = np.cumsum(hits * discount, axis=1)
-            first_hit = np.where(hits.any(axis=1), hits.argmax(axis=1), k_max)  # 0-based rank
-            filled = top >= 0
-            for k in ks:
-                n_hits = hits_cum[:, k - 1]
-                sums["recall"][k] += float(np.sum(n_hits / n_pos))
-                sums["ndcg"][k] += float(
-                    np.sum(dcg_cum[:, k - 1] / ideal_dcg[np.minimum(n_pos, k)])
-                )
-                sums["mrr"][k] += float(np.sum(np.where(first_hit < k, 1.0 / (first_hit + 1), 0.0)))
-                sums["hit_rate"][k] += float(np.count_nonzero(n_hits))
-                recommended = top[:, :k][filled[:, :k]]
-                covered[k][recommended] = True
-                popularity_sum[k] += float(item_counts[recommended].sum())
-                filled_slots[k] += recommended.size
+                for name, (top, n_nan) in zip(names, lists, strict=True):
+                    if n_nan.any():
+                        bad = int(users[np.flatnonzero(n_nan)[0]])
+                        raise NumericalError(
+                            f"{name + ': ' if name else ''}ranking scores contain "
+                            f"{int(n_nan.sum())} NaN values (first at user index {bad}); the "
+                            "model's factors or biases are not finite"
+                        )
+                    sums[name].add(top, users, positives)
             if on_batch is not None:
                 on_batch(lo + users.size, n_eval)
 
-    result: dict[str, float | int] = {}
-    for k in ks:
-        for name, per_k in sums.items():
-            result[f"{name}@{k}"] = per_k[k] / n_eval if n_eval else float("nan")
-        result[f"coverage@{k}"] = float(covered[k].sum()) / n_items if n_items else float("nan")
-        result[f"mean_popularity@{k}"] = (
-            popularity_sum[k] / filled_slots[k] if filled_slots[k] else float("nan")
-        )
-    result["n_users_evaluated"] = int(n_eval)
-    result["n_users_without_positives"] = int(n_users_with_test - n_eval)
-    result["n_items"] = int(n_items)
-    result["threshold"] = float(threshold)
-    return result
+    counts = {
+        "n_users_evaluated": int(n_eval),
+        "n_users_without_positives": int(n_users_with_test - n_eval),
+        "n_items": int(n_items),
+        "threshold": float(threshold),
+    }
+    return {name: {**sums[name].metrics(n_eval), **counts} for name in score_fns}
 
 
 def ranking_table(
@@ -514,35 +637,31 @@ def ranking_table(
     threshold: float = 4.0,
     batch_size: int | None = None,
     popularity_baseline: str | None = "popularity",
-    on_batch: Callable[[str, int, int], None] | None = None,
+    on_batch: Callable[[int, int], None] | None = None,
 ) -> dict[str, dict[str, float | int]]:
-    """``{model name: evaluate_ranking(...)}`` for each score function, same protocol.
+    """``{model name: evaluate_ranking(...)}`` for each score function, same protocol, in
+    one pass (``evaluate_rankings``).
 
     With ``popularity_baseline`` set (the default), a row of that name is added for the
     popularity baseline (``popularity_scores`` of ``train_by_user`` at ``threshold``).
-    ``on_batch`` is called after each batch with (the model being ranked, user lists ranked
-    so far over the whole table, user lists to rank over the table).
+    ``on_batch`` is called after each batch with (user lists ranked so far over the whole
+    table, user lists to rank over the table).
     """
     fns = dict(score_fns)
     if popularity_baseline is not None:
         if popularity_baseline in fns:
             raise ValueError(f"model name {popularity_baseline!r} is reserved for the baseline")
         fns[popularity_baseline] = ItemScorer(popularity_scores(train_by_user, threshold))
-    table = {}
-    for position, (name, fn) in enumerate(fns.items()):
 
-        def batch_done(done: int, total: int, name=name, position=position) -> None:
-            # every model ranks the same users, so the models before this one ranked
-            # position × total lists
-            on_batch(name, position * total + done, len(fns) * total)
+    def batch_done(done: int, total: int) -> None:
+        on_batch(len(fns) * done, len(fns) * total)  # every model ranks the same users
 
-        table[name] = evaluate_ranking(
-            fn,
-            train_by_user,
-            test,
-            ks=ks,
-            threshold=threshold,
-            batch_size=batch_size,
-            on_batch=None if on_batch is None else batch_done,
-        )
-    return table
+    return evaluate_rankings(
+        fns,
+        train_by_user,
+        test,
+        ks=ks,
+        threshold=threshold,
+        batch_size=batch_size,
+        on_batch=None if on_batch is None else batch_done,
+    )

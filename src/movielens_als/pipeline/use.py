@@ -77,10 +77,11 @@ def run_ranking(cfg: DictConfig) -> dict[str, Any]:
     from movielens_als.data.split import load_split
     from movielens_als.evaluation.prior import (
         choose_prior_weight,
+        model_scorer,
         popularity_log_counts,
         prior_scorer,
     )
-    from movielens_als.evaluation.ranking import FactorScorer, ranking_table, sample_users
+    from movielens_als.evaluation.ranking import ranking_table, sample_users
 
     layout = Layout.from_config(cfg)
     options = cfg.ranking
@@ -104,7 +105,7 @@ def run_ranking(cfg: DictConfig) -> dict[str, Any]:
         priors: dict[str, Any] = {}
         for stage in options.models:
             model = load_model(layout.model_dir(stage) / "model")
-            scorers[stage] = FactorScorer(model.user_factors, model.item_factors, model.item_bias)
+            scorers[stage] = model_scorer(model)
             if tuning_split is not None:
                 log.info("%s: choosing its popularity prior's weight on validation", stage)
                 with fit_progress(model.params) as refit_progress:
@@ -119,7 +120,7 @@ def run_ranking(cfg: DictConfig) -> dict[str, Any]:
                         callback=refit_progress,
                         executor=compute.executor,
                     )
-                scorers[f"{stage}+prior"] = prior_scorer(model, log_counts, weight)
+                scorers[f"{stage}+prior"] = prior_scorer(scorers[stage], log_counts, weight)
                 priors[stage] = {"weight": weight, f"val_ndcg@{ks[-1]}": validation}
         with Progress("ranking", None, unit="user lists", lines=10) as ranked:
             table: dict[str, Any] = ranking_table(
@@ -128,7 +129,7 @@ def run_ranking(cfg: DictConfig) -> dict[str, Any]:
                 sampled(split.test.to_ratings()),
                 ks=ks,
                 threshold=float(options.threshold),
-                on_batch=lambda name, done, total: ranked.update(done, name, total=total),
+                on_batch=lambda done, total: ranked.update(done, total=total),
             )
         if priors:
             table["popularity_prior"] = priors
