@@ -55,7 +55,7 @@ def test_latest_format(tmp_path):
     folder = write_files(tmp_path, {"ratings.csv": LATEST_RATINGS, "movies.csv": LATEST_MOVIES})
     ratings = read_ratings(LATEST, folder)
     assert list(ratings.columns) == ["userId", "movieId", "rating", "timestamp"]
-    assert [str(t) for t in ratings.dtypes] == ["int64", "int64", "float32", "int64"]
+    assert [str(t) for t in ratings.dtypes] == ["int32", "int32", "float32", "int64"]
     assert ratings["userId"].tolist() == [1, 1, 7, 3, 3]  # file order
     assert ratings["rating"].tolist() == [4.0, 3.5, 0.5, 5.0, 2.0]
     movies = read_movies(LATEST, folder)
@@ -241,6 +241,23 @@ def test_non_numeric_values_name_line_and_column(tmp_path, row, column, value):
         read_ratings(LATEST, latest_folder(tmp_path, ratings=bad))
 
 
+@pytest.mark.parametrize(
+    ("row", "column", "value"),
+    [
+        ("1,3000000000,4.0,5", "movieId", "3000000000"),
+        ("-2147483649,10,4.0,5", "userId", "-2147483649"),
+    ],
+)
+def test_ids_beyond_int32_name_line_and_column(tmp_path, row, column, value):
+    bad = LATEST_RATINGS + "\n" + row + "\n"
+    with pytest.raises(
+        DataError,
+        match=rf"line 8: column '{column}': '{value}' is out of the int32 range "
+        r"\(-2,147,483,648 to 2,147,483,647\)",
+    ):
+        read_ratings(LATEST, latest_folder(tmp_path, ratings=bad))
+
+
 def test_non_numeric_in_dat_file(tmp_path):
     folder = write_files(tmp_path, {"ratings.dat": "1::2::3::4\n1::2b::3::4\n"})
     with pytest.raises(DataError, match=r"ratings.dat: line 2: column 'movieId': '2b'"):
@@ -300,8 +317,8 @@ def test_large_file_matches_pandas(tmp_path):
     n = 300_000
     expected = pd.DataFrame(
         {
-            "userId": rng.integers(1, 5000, n),
-            "movieId": rng.integers(1, 90_000, n),
+            "userId": rng.integers(1, 5000, n, dtype=np.int32),
+            "movieId": rng.integers(1, 90_000, n, dtype=np.int32),
             "rating": (rng.integers(1, 11, n) / 2).astype(np.float32),
             "timestamp": rng.integers(789_652_009, 1_697_155_200, n),
         }

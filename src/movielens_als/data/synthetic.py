@@ -263,11 +263,11 @@ def generate(spec: SyntheticSpec) -> tuple[pd.DataFrame, pd.DataFrame]:
     )
 
     catalogue_ids = _movie_ids(n_catalogue, rng)
-    users = np.repeat(np.arange(1, spec.n_users + 1, dtype=np.int64), user_counts)
-    ratings_df = pd.DataFrame(
+    users = np.repeat(np.arange(1, spec.n_users + 1, dtype=np.int32), user_counts)
+    ratings_df = pd.DataFrame(  # the dtypes parse.read_ratings gives
         {
             "userId": users,
-            "movieId": catalogue_ids[rated][items],
+            "movieId": catalogue_ids[rated][items].astype(np.int32),
             "rating": ratings,
             "timestamp": timestamps,
         },
