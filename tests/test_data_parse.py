@@ -241,21 +241,30 @@ def test_non_numeric_values_name_line_and_column(tmp_path, row, column, value):
         read_ratings(LATEST, latest_folder(tmp_path, ratings=bad))
 
 
+INT32_RANGE = r"int32 range \(-2,147,483,648 to 2,147,483,647\)"
+INT64_RANGE = r"int64 range \(-9,223,372,036,854,775,808 to 9,223,372,036,854,775,807\)"
+
+
 @pytest.mark.parametrize(
-    ("row", "column", "value"),
+    ("row", "column", "value", "range_text"),
     [
-        ("1,3000000000,4.0,5", "movieId", "3000000000"),
-        ("-2147483649,10,4.0,5", "userId", "-2147483649"),
+        ("1,3000000000,4.0,5", "movieId", "3000000000", INT32_RANGE),
+        ("-2147483649,10,4.0,5", "userId", "-2147483649", INT32_RANGE),
+        ("1,10,4.0,9223372036854775808", "timestamp", "9223372036854775808", INT64_RANGE),
     ],
 )
-def test_ids_beyond_int32_name_line_and_column(tmp_path, row, column, value):
+def test_integers_beyond_their_type_name_line_and_column(tmp_path, row, column, value, range_text):
     bad = LATEST_RATINGS + "\n" + row + "\n"
     with pytest.raises(
-        DataError,
-        match=rf"line 8: column '{column}': '{value}' is out of the int32 range "
-        r"\(-2,147,483,648 to 2,147,483,647\)",
+        DataError, match=rf"line 8: column '{column}': '{value}' is out of the {range_text}"
     ):
         read_ratings(LATEST, latest_folder(tmp_path, ratings=bad))
+
+
+def test_integers_at_their_type_limits_are_read(tmp_path):
+    good = LATEST_RATINGS + "\n2147483647,10,4.0,9223372036854775807\n"
+    ratings = read_ratings(LATEST, latest_folder(tmp_path, ratings=good))
+    assert ratings["userId"].iloc[-1] == 2**31 - 1 and ratings["timestamp"].iloc[-1] == 2**63 - 1
 
 
 def test_non_numeric_in_dat_file(tmp_path):

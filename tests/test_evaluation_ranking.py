@@ -17,6 +17,7 @@ from movielens_als.evaluation.ranking import (
     FACTOR_TILE,
     FactorScorer,
     ItemScorer,
+    _score_groups,
     evaluate_ranking,
     evaluate_rankings,
     popularity_scores,
@@ -250,6 +251,7 @@ def test_scorers_sharing_factors_rank_together_as_each_alone(rank):
     _, train, train_rows, test = random_problem(9, n_users, n_items)
     other = ItemScorer(popularity_scores(train))
     fns = {"plain": base, **shifted, "popularity": other}
+    assert _score_groups(fns) == [["plain", "w0.5", "w2.0"], ["popularity"]]
     together = evaluate_rankings(fns, train, test, ks=(3, 7), batch_size=5)
     for name, fn in fns.items():  # each alone: a group of one
         assert together[name] == evaluate_ranking(fn, train, test, ks=(3, 7), batch_size=5)

@@ -75,6 +75,7 @@ def read_ratings(release: Release | str, folder: str | os.PathLike[str]) -> pd.D
     elif release.fmt == "dat":
         text = _read_nonempty_bytes(path).replace(b"::", b"\t")
         table = _read_table(text, path, RATINGS_COLUMNS, _RATINGS_TYPES, "\t", skip_rows=0)
+        del text
         header_lines = 0
     elif release.fmt == "100k":
         table = _read_table(path, path, RATINGS_COLUMNS, _RATINGS_TYPES, "\t", skip_rows=0)
@@ -83,9 +84,11 @@ def read_ratings(release: Release | str, folder: str | os.PathLike[str]) -> pd.D
         raise DataError(f"{path}: unknown release format {release.fmt!r}")
     if table.num_rows == 0:
         raise DataError(f"{path}: the ratings file holds no ratings (only a header or blank lines)")
-    frame = _table_to_frame(table, path, header_lines)
-    # Arrow's allocator keeps the parsed table's memory for reuse (about 1 GB at ML-32M
-    # shape); hand it back before the index and split allocate theirs (peak memory).
+    columns = _columns_of(table)
+    del table  # each column's Arrow buffers are freed as soon as it is converted
+    frame = _frame_of(columns, path, header_lines)
+    # Arrow's allocator keeps freed memory for reuse (about 1 GB at ML-32M shape); hand it
+    # back before the index and split allocate theirs (peak memory).
     pa.default_memory_pool().release_unused()
     _check_scale(frame["rating"].to_numpy(), release, path, header_lines)
     _check_timestamps(frame["timestamp"].to_numpy(), path, header_lines)
@@ -318,8 +321,11 @@ def _located_error(
         bad = np.flatnonzero(~valid)
         if not len(bad) and pa.types.is_integer(types[name]):  # integers, some out of range
             info = np.iinfo(types[name].to_pandas_dtype())
+            # float64 finds the candidates; exact integers decide at the boundary (2**63
+            # and int64's maximum are the same float64)
             values = pc.cast(pc.utf8_trim_whitespace(column), pa.float64()).to_numpy()
-            bad = np.flatnonzero((values < info.min) | (values > info.max))
+            near = np.flatnonzero((values <= info.min) | (values >= info.max))
+            bad = [r for r in near if not info.min <= int(column[int(r)].as_py()) <= info.max]
             if len(bad):
                 row = int(bad[0])
                 return DataError(
@@ -365,10 +371,13 @@ def _physical_line(data: bytes, nonempty_row: int) -> int:
     return int(nonblank[nonempty_row - 1]) + 1
 
 
-def _table_to_frame(table: pa.Table, path: Path, header_lines: int) -> pd.DataFrame:
-    """Convert column by column, releasing each Arrow column once converted (memory)."""
-    columns = {name: table.column(name) for name in table.column_names}
-    del table
+def _columns_of(table: pa.Table) -> dict[str, pa.ChunkedArray]:
+    return {name: table.column(name) for name in table.column_names}
+
+
+def _frame_of(columns: dict[str, pa.ChunkedArray], path: Path, header_lines: int) -> pd.DataFrame:
+    """Convert column by column, taking each Arrow column out of ``columns`` (so that the
+    caller, having dropped the table, holds no reference to it) and converting it."""
     arrays: dict[str, np.ndarray] = {}
     for name in list(columns):
         arrays[name] = _chunked_numpy(columns.pop(name), name, path, header_lines)

@@ -37,7 +37,8 @@ row; any other ``ScoreFn`` hands over a dense ``(batch, n_items)`` block. ``eval
 ranks several score functions in one pass over the users, and ``FactorScorer``s that differ
 only in their item bias (``with_item_bias``: a model with and without a popularity prior, or
 the candidate prior weights) share one product per tile: at ML-32M shape the ranking stage's
-five validation weights cost about 1.4 × one weight instead of 5 ×. On a 2-core
+five validation weights took 9 s where one weight alone had taken about 6.5 s
+(the stage's log before and after this change). On a 2-core
 machine, a full pass at ML-32M shape (200k users × 84k items, K=32) takes about 35 s
 (``benchmarks/bench_ranking.py``).
 """
@@ -483,11 +484,11 @@ class _MetricSums:
         self.popularity_sum = dict.fromkeys(ks, 0.0)
         self.filled_slots = dict.fromkeys(ks, 0)
 
-    def add(self, top: np.ndarray, users: np.ndarray, positives: CSR) -> None:
-        """Add the top-K lists ``top`` of ``users`` (rows of ``positives``)."""
+    def add(self, top: np.ndarray, users: np.ndarray, positives: CSR, n_pos: np.ndarray) -> None:
+        """Add the top-K lists ``top`` of ``users`` (rows of ``positives``, with ``n_pos``
+        positives each)."""
         k_max = self.ks[-1]
         hits = positive_hits(top, users, positives.indptr, positives.indices)
-        n_pos = positives.row_counts()[users]
         hits_cum = np.cumsum(hits, axis=1)
         dcg_cum = np.cumsum(hits * self.discount, axis=1)
         first_hit = np.where(hits.any(axis=1), hits.argmax(axis=1), k_max)  # 0-based rank
@@ -593,7 +594,8 @@ def evaluate_rankings(
     positive = test.rating >= threshold
     positives = _sorted_csr(test.user[positive], test.item[positive], n_users, n_items)
     n_users_with_test = np.count_nonzero(np.bincount(test.user, minlength=n_users))
-    eval_users = np.flatnonzero(positives.row_counts() > 0).astype(INDEX_DTYPE)
+    n_positives = positives.row_counts()
+    eval_users = np.flatnonzero(n_positives > 0).astype(INDEX_DTYPE)
     n_eval = eval_users.size
     if batch_size is None:
         batch_size = max(1, SCORE_BLOCK_BYTES // (8 * max(n_items, 1)))
@@ -607,6 +609,7 @@ def evaluate_rankings(
     with single_threaded_blas():
         for lo in range(0, n_eval, batch_size):
             users = eval_users[lo : lo + batch_size]
+            n_pos = n_positives[users]
             for names in groups:
                 lists = _top_k_lists(
                     [score_fns[name] for name in names], users, train_by_user, k_max
@@ -619,7 +622,7 @@ def evaluate_rankings(
                             f"{int(n_nan.sum())} NaN values (first at user index {bad}); the "
                             "model's factors or biases are not finite"
                         )
-                    sums[name].add(top, users, positives)
+                    sums[name].add(top, users, positives, n_pos)
             if on_batch is not None:
                 on_batch(lo + users.size, n_eval)
 
