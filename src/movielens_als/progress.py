@@ -115,14 +115,15 @@ class Progress:
             if message and self.lines is not None:
                 self.bar.set_postfix_str(message, refresh=False)
         self.done = done
+        suffix = f"  {message}" if message else ""
         if self.lines is None:
-            log.info("%s %s  %s", self.what, self._count(), message)
+            log.info("%s %s%s", self.what, self._count(), suffix)
         elif self.bar is None:
             share = self._share(done)
             if share > self._logged_share:  # the last update of the work is always a new share
                 self._logged_share = share
                 percent = f"{100 * done / self.total:3.0f}% " if self.total else ""
-                log.info("%s %s(%s)  %s", self.what, percent, self._count(), message)
+                log.info("%s %s(%s)%s", self.what, percent, self._count(), suffix)
 
     def _share(self, done: int) -> int:
         """Which of the ``lines`` equal parts of the work ``done`` has completed."""
