@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from _data_helpers import LATEST_MOVIES, LATEST_RATINGS, write_files
+from movielens_als.data import parse
 from movielens_als.data.parse import read_movies, read_ratings
 from movielens_als.data.registry import RELEASES, get_release
 from movielens_als.errors import ConfigError, DataError
@@ -320,11 +321,9 @@ def test_quoted_titles_with_commas_and_quotes(tmp_path):
     assert frame["genres"].tolist() == [["Comedy"], ["Drama", "Comedy"]]
 
 
-def test_large_file_matches_pandas(tmp_path):
-    """Multi-block parsing (pyarrow's threads) keeps file order and values."""
+def large_ratings(n: int) -> pd.DataFrame:
     rng = np.random.default_rng(0)
-    n = 300_000
-    expected = pd.DataFrame(
+    return pd.DataFrame(
         {
             "userId": rng.integers(1, 5000, n, dtype=np.int32),
             "movieId": rng.integers(1, 90_000, n, dtype=np.int32),
@@ -332,9 +331,25 @@ def test_large_file_matches_pandas(tmp_path):
             "timestamp": rng.integers(789_652_009, 1_697_155_200, n),
         }
     )
+
+
+def test_large_file_matches_pandas(tmp_path, monkeypatch):
+    """Multi-block parsing (pyarrow's threads, one chunk per block) keeps file order and values."""
+    monkeypatch.setattr(parse, "_BLOCK_BYTES", 1 << 20)  # 9 MB of ratings: 9 blocks
+    expected = large_ratings(300_000)
     expected.to_csv(tmp_path / "ratings.csv", index=False)
     write_files(tmp_path, {"movies.csv": LATEST_MOVIES})
     pd.testing.assert_frame_equal(read_ratings(LATEST, tmp_path), expected)
+
+
+def test_error_in_a_later_block_names_its_line(tmp_path, monkeypatch):
+    monkeypatch.setattr(parse, "_BLOCK_BYTES", 1 << 20)
+    large_ratings(100_000).to_csv(tmp_path / "ratings.csv", index=False)
+    with open(tmp_path / "ratings.csv", "a") as ratings:
+        ratings.write("9,10,four,5\n")  # header + 100,000 rows: line 100,002, the fourth block
+    write_files(tmp_path, {"movies.csv": LATEST_MOVIES})
+    with pytest.raises(DataError, match=r"line 100002: column 'rating': 'four' is not a valid"):
+        read_ratings(LATEST, tmp_path)
 
 
 @pytest.mark.parametrize(
