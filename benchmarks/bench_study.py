@@ -6,7 +6,7 @@
 Runs, in a fresh clone of this repository's HEAD (``--workdir``; the project's own workspace
 is left alone), ``dvc exp run -S dataset=synthetic -S dataset.synthetic.preset=<preset>``:
 every stage of ``dvc.yaml`` (data, the five models, both 50-trial sweeps, the K grid, the
-tuned refit, analysis, ranking, cross-validation). While it runs, the process tree is
+tuned refit, analysis, the validation fits, ranking, cross-validation). While it runs, the process tree is
 sampled with psutil every ``--interval`` seconds; each stage process
 (``python -m movielens_als.stages.<stage> … <its key>``) gets its first and last time seen
 and its peak resident memory, children included. The table (Markdown) goes to ``--out``
@@ -31,7 +31,7 @@ import psutil
 
 REPO = Path(__file__).resolve().parents[1]
 STAGE = re.compile(r"movielens_als\.stages\.(\w+)")
-STAGE_KEY = re.compile(r"(?:train\.model|\+space|kgrid\.K)=(\S+)")
+STAGE_KEY = re.compile(r"(?:train\.model|validation_fit\.model|\+space|kgrid\.K)=(\S+)")
 
 
 def stage_label(cmdline: list[str]) -> str | None:

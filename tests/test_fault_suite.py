@@ -64,6 +64,7 @@ STAGES: dict[str, tuple[str, list[str]]] = {
         ],
     ),
     "analysis": ("analysis", ["analysis.model=als", "analysis.min_ratings=2"]),
+    "validation_fit": ("validation_fit", ["validation_fit.model=als", "ranking.models=[als]"]),
     "ranking": ("ranking", ["ranking.models=[als]"]),
     "sweep": (
         "sweep",

@@ -41,6 +41,8 @@ TINY = [
 ]
 TUNING_STAGES = [
     "analysis",
+    "validation_fit@als",
+    "validation_fit@genre_als",
     "ranking",
     "crossval",
     "sweep@notebook",
@@ -142,6 +144,12 @@ def test_dvc_outputs_are_where_the_layout_writes():
         ]
     for K in cfg.kgrid.Ks:
         expected[f"kgrid@{K}"] = [layout.kgrid_file(K)]
+    for model in cfg.ranking.models:
+        expected[f"validation_fit@{model}"] = [
+            layout.validation_fit_dir(model),
+            layout.details_file(f"{model}_validation_fit"),
+            layout.metrics_file(f"{model}_validation_fit"),
+        ]
     stages = _resolved_stages(REPO_ROOT)
     assert set(stages) == set(expected)
     for name, stage in stages.items():

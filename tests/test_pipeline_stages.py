@@ -13,7 +13,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from movielens_als.config import compose
-from movielens_als.errors import ConfigError
+from movielens_als.errors import ConfigError, DataError
 from movielens_als.pipeline.data import run_split
 from movielens_als.pipeline.eda import run_eda
 from movielens_als.pipeline.train import run_training
@@ -204,11 +204,39 @@ def test_params_yaml_layout_runs_the_same_stage(tiny_project):
 
 
 def test_analysis_and_ranking_stages(tiny_project, caplog):
-    from movielens_als.pipeline.use import run_analysis, run_ranking
+    from movielens_als.core.fit import fit
+    from movielens_als.core.model import load_model
+    from movielens_als.data.index import load_index
+    from movielens_als.pipeline.common import split_as_configured
+    from movielens_als.pipeline.use import run_analysis, run_ranking, run_validation_fit
 
     tmp_path, overrides = tiny_project
     for stage in ("als", "genre_als"):
         run_training(compose("train", [f"model={stage}", *overrides, *FAST_MODEL]))
+    with pytest.raises(
+        DataError, match=r"validation_fits/synthetic/als: no validation fit of 'als'"
+    ):
+        run_ranking(compose("ranking", overrides))
+    for stage in ("als", "genre_als"):
+        fitted = run_validation_fit(
+            compose("validation_fit", [*overrides, f"validation_fit.model={stage}"])
+        )
+        assert fitted["model"] == stage and fitted["n_val"] > 0 and fitted["iterations"] == 3
+        assert set(
+            json.loads((tmp_path / f"reports/metrics/{stage}_validation_fit.json").read_text())
+        ) == {"val_rmse", "train_rmse"}
+    # the validation fit is the trained model's hyper-parameters fitted on the carve-out's train
+    cfg = compose("ranking", overrides)
+    carveout, _ = split_as_configured(
+        load_index(tmp_path / "data/index/synthetic"), cfg, val_fraction=cfg.ranking.val_fraction
+    )
+    trained = load_model(tmp_path / "data/models/synthetic/als/model")
+    refit = fit(carveout.train, trained.params).model
+    saved = load_model(tmp_path / "data/validation_fits/synthetic/als/model")
+    np.testing.assert_array_equal(saved.user_factors, refit.user_factors)
+    np.testing.assert_array_equal(saved.item_bias, refit.item_bias)
+    _, runs = _runs(tmp_path, "als_validation_fit")
+    assert len(runs) == 1 and "val_rmse" in runs[0].data.metrics
     summary = run_analysis(compose("analysis", [*overrides, "analysis.min_ratings=2"]))
     assert summary["model"] == "als"
     figures = {p.name for p in (tmp_path / "reports/figures/analysis").iterdir()}
@@ -255,3 +283,23 @@ def test_analysis_and_ranking_stages(tiny_project, caplog):
         assert row == {key: table[name][key] for key in ("ndcg@10", "recall@10")}
     _, runs = _runs(tmp_path, "ranking")
     assert {"als.ndcg_at_10", "als_prior.ndcg_at_10"} <= set(runs[0].data.metrics)
+
+    # a validation fit of other hyper-parameters or another carve-out is refused, naming the key
+    with pytest.raises(DataError, match=r"other settings than this run's \(val_fraction: 0.2 here"):
+        run_ranking(compose("ranking", [*overrides, "ranking.val_fraction=0.2"]))
+    run_training(compose("train", ["model=als", *overrides, "model.iterations=2", "model.K=4"]))
+    with pytest.raises(
+        DataError, match=r"\(params.iterations: 2 here, 3 in the fit\).*validation_fit.model=als"
+    ):
+        run_ranking(compose("ranking", overrides))
+    with pytest.raises(ConfigError, match=r"validation_fit.model: name the trained model"):
+        run_validation_fit(compose("config", overrides))
+    with pytest.raises(
+        DataError, match=r"ranking.val_fraction=1e-05: the validation carve-out is empty"
+    ):
+        run_validation_fit(
+            compose(
+                "validation_fit",
+                [*overrides, "validation_fit.model=als", "ranking.val_fraction=0.00001"],
+            )
+        )

@@ -22,6 +22,13 @@ def validate(cfg: DictConfig, stage: str | None = None) -> None:
         raise ConfigError(f"dataset.allow_http: must be true or false, got {allow_http!r}")
     _validate_split(cfg)
     _validate_sections(cfg)
+    if stage == "validation_fit":  # params.yaml leaves it null: each DVC command names one
+        fitted = _get(cfg, "validation_fit.model")
+        if not isinstance(fitted, str) or not fitted:
+            raise ConfigError(
+                "validation_fit.model: name the trained model to refit on the validation "
+                f"carve-out (one of ranking.models, e.g. als); got {fitted!r}"
+            )
     if isinstance(cfg.get("model"), DictConfig):  # the stage's own model (resolved by the stage)
         validate_model(cfg.model, prefix="model")
 

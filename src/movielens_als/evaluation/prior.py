@@ -11,11 +11,10 @@ signal while keeping the model's personal ordering among movies of similar popul
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
-from movielens_als.core.fit import IterationRecord, fit
 from movielens_als.core.model import FactorModel
 from movielens_als.evaluation.ranking import FactorScorer, evaluate_rankings
 from movielens_als.sparse import CSR, RatingMatrix, Ratings
@@ -42,26 +41,20 @@ def model_scorer(model: FactorModel) -> FactorScorer:
 
 
 def choose_prior_weight(
-    model: FactorModel,
+    validation_model: FactorModel,
     train: RatingMatrix,
     val: Ratings,
     weights: Sequence[float],
     *,
     k: int = 10,
     threshold: float = 4.0,
-    movie_genres: CSR | None = None,
-    callback: Callable[[IterationRecord], None] | None = None,
-    executor=None,
 ) -> tuple[float, dict[str, float]]:
-    """Refit ``model``'s hyper-parameters on ``train`` (train minus validation) and return the
-    weight with the best NDCG@k on ``val``, with every weight's validation NDCG@k.
-    ``callback`` gets the refit's iterations and ``executor`` runs them (see ``fit``).
-    Every weight is ranked in one pass over the validation users."""
-    refit = fit(
-        train, model.params, movie_genres=movie_genres, callback=callback, executor=executor
-    ).model
+    """The weight with the best NDCG@k on ``val`` for ``validation_model`` — a model fitted on
+    ``train`` (train minus the validation carve-out; the ``validation_fit`` stage fits it with
+    the ranked model's hyper-parameters) — and every weight's validation NDCG@k. Every weight
+    is ranked in one pass over the validation users."""
     log_counts = popularity_log_counts(train.by_user)
-    plain = model_scorer(refit)
+    plain = model_scorer(validation_model)
     scorers = {f"{float(w):g}": prior_scorer(plain, log_counts, float(w)) for w in weights}
     table = evaluate_rankings(scorers, train.by_user, val, ks=(k,), threshold=threshold)
     scores = {}

@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 @dataclass(frozen=True)
 class Layout:
     data: Path  # inputs and data products: raw/, index/, split/
-    results: Path  # what training and tuning write: models/, tuning/, kgrid/
+    results: Path  # what training and tuning write: models/, validation_fits/, tuning/, kgrid/
     reports: Path  # metrics/, curves/, figures/
     dataset: str
     output_root: Path | None = None  # set for a multirun job: everything it writes goes here
@@ -58,6 +58,10 @@ class Layout:
 
     def model_dir(self, stage: str) -> Path:
         return self.results / "models" / self.dataset / stage
+
+    def validation_fit_dir(self, stage: str) -> Path:
+        """Trained model ``stage`` refitted on train minus the ranking's validation carve-out."""
+        return self.results / "validation_fits" / self.dataset / stage
 
     @property
     def tuning_root(self) -> Path:

@@ -1,4 +1,5 @@
-"""The stages that use trained models: the notebook's factor analyses and ranking metrics."""
+"""The stages that use trained models: the notebook's factor analyses, the validation fits the
+ranking chooses its popularity prior's weight with, and the ranking metrics."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from movielens_als.atomic import dump_json, read_json
+from movielens_als.errors import DataError
 from movielens_als.pipeline.common import (
     fit_progress,
     publish,
@@ -19,6 +22,8 @@ from movielens_als.pipeline.layout import Layout
 from movielens_als.progress import Progress
 
 log = logging.getLogger(__name__)
+
+CARVEOUT_FILE = "carveout.json"  # beside a validation fit's model: the carve-out it was fitted on
 
 
 def run_analysis(cfg: DictConfig) -> dict[str, Any]:
@@ -69,6 +74,129 @@ def run_analysis(cfg: DictConfig) -> dict[str, Any]:
     return summary
 
 
+def carveout_settings(cfg: DictConfig) -> dict[str, Any]:
+    """What the validation carve-out of train depends on: the split and its fraction."""
+    return {
+        "split": OmegaConf.to_container(cfg.split, resolve=True),
+        "val_fraction": float(cfg.ranking.val_fraction),
+    }
+
+
+def run_validation_fit(cfg: DictConfig) -> dict[str, Any]:
+    """Refit the trained model ``validation_fit.model`` (its own hyper-parameters, read from the
+    saved model) on train minus the validation carve-out, the data the ranking stage chooses
+    that model's popularity-prior weight on, and save it. The trained model has seen the
+    validation ratings, so it cannot choose the weight itself; a stage of its own fits this
+    once per model, and the ranking can rerun (other K cut-offs, weights, samples) without."""
+    from movielens_als.core.fit import fit
+    from movielens_als.core.model import load_model, save_model
+    from movielens_als.data.index import load_index
+
+    layout = Layout.from_config(cfg)
+    stage = str(cfg.validation_fit.model)
+    output = f"{stage}_validation_fit"
+    with (
+        stage_run(
+            cfg, "validation_fit", ["dataset", "split", "ranking", "validation_fit"], output=output
+        ) as tracker,
+        stage_compute(cfg) as compute,
+    ):
+        trained = load_model(layout.model_dir(stage) / "model")
+        params = trained.params
+        tracker.log_params({f"model.{k}": v for k, v in params.to_dict().items()})
+        index = load_index(layout.index_dir)
+        carveout, _ = split_as_configured(index, cfg, val_fraction=cfg.ranking.val_fraction)
+        if carveout.val.nnz == 0:
+            raise DataError(
+                f"ranking.val_fraction={cfg.ranking.val_fraction}: the validation carve-out is "
+                "empty, so no prior weight can be chosen on it"
+            )
+
+        def log_iteration(record) -> None:
+            tracker.log_metrics(
+                {
+                    "nll": record.nll,
+                    "train_rmse": record.train_rmse,
+                    "val_rmse": record.eval_rmse["val"],
+                    "seconds": record.seconds,
+                },
+                step=record.iteration,
+            )
+
+        with fit_progress(params, then=log_iteration) as callback:
+            result = fit(
+                carveout.train,
+                params,
+                movie_genres=index.movie_genres if params.uses_genres else None,
+                evals={"val": carveout.val.to_ratings()},
+                callback=callback,
+                executor=compute.executor,
+            )
+        last = result.history[-1]
+        metrics = {"val_rmse": last.eval_rmse["val"], "train_rmse": last.train_rmse}
+        details = {
+            "model": stage,
+            "params": params.to_dict(),
+            "carveout": carveout_settings(cfg),
+            "n_train": int(carveout.train.nnz),
+            "n_val": int(carveout.val.nnz),
+            "iterations": len(result.history),
+        }
+
+        def write_fit(folder) -> None:
+            folder.mkdir(parents=True)
+            save_model(result.model, folder / "model")
+            dump_json(folder / CARVEOUT_FILE, details["carveout"], name=folder / CARVEOUT_FILE)
+
+        publish(
+            tracker,
+            layout.outputs,
+            output,
+            metrics,
+            details=details,
+            writers={layout.outputs.validation_fit_dir(stage): write_fit},
+        )
+    return {**metrics, **details}
+
+
+def load_validation_fit(layout: Layout, stage: str, trained, cfg: DictConfig):
+    """The validation fit of trained model ``stage``; a DataError when it is missing or was
+    fitted with other hyper-parameters or on another carve-out than this run's."""
+    from movielens_als.core.model import load_model
+
+    folder = layout.validation_fit_dir(stage)
+    rerun = (
+        f"run `python -m movielens_als.stages.validation_fit validation_fit.model={stage}` "
+        f"first (`dvc repro` does)"
+    )
+    if not (folder / CARVEOUT_FILE).is_file():
+        raise DataError(
+            f"{folder}: no validation fit of {stage!r} to choose its prior weight; {rerun}"
+        )
+    fitted = load_model(folder / "model")
+    differences = _differences(
+        {"params": trained.params.to_dict(), **carveout_settings(cfg)},
+        {"params": fitted.params.to_dict(), **read_json(folder / CARVEOUT_FILE)},
+    )
+    if differences:
+        raise DataError(
+            f"{folder}: fitted with other settings than this run's ({differences[0]}); {rerun}"
+        )
+    return fitted
+
+
+def _differences(expected: dict[str, Any], found: dict[str, Any], prefix: str = "") -> list[str]:
+    """``key: expected vs found`` for each leaf that differs (keys of either side)."""
+    out: list[str] = []
+    for key in sorted({*expected, *found}, key=str):
+        a, b, name = expected.get(key), found.get(key), f"{prefix}{key}"
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _differences(a, b, f"{name}.")
+        elif a != b:
+            out.append(f"{name}: {a!r} here, {b!r} in the fit")
+    return out
+
+
 def run_ranking(cfg: DictConfig) -> dict[str, Any]:
     """Top-K metrics of each trained model, of each with a validation-weighted popularity
     prior, and of the popularity baseline, in one table."""
@@ -91,16 +219,14 @@ def run_ranking(cfg: DictConfig) -> dict[str, Any]:
     def sampled(ratings):
         return sample_users(ratings, max_users, int(options.seed))
 
-    with (
-        stage_run(cfg, "ranking", ["dataset", "split", "ranking"]) as tracker,
-        stage_compute(cfg) as compute,
-    ):
+    with stage_run(cfg, "ranking", ["dataset", "split", "ranking"]) as tracker:
         split = load_split(layout.split_dir)
         log_counts = popularity_log_counts(split.train.by_user)
-        tuning_split = index = None
+        tuning_split = None
         if options.prior_weights:
-            index = load_index(layout.index_dir)
-            tuning_split, _ = split_as_configured(index, cfg, val_fraction=options.val_fraction)
+            tuning_split, _ = split_as_configured(
+                load_index(layout.index_dir), cfg, val_fraction=options.val_fraction
+            )
         scorers: dict[str, Any] = {}
         priors: dict[str, Any] = {}
         for stage in options.models:
@@ -108,18 +234,14 @@ def run_ranking(cfg: DictConfig) -> dict[str, Any]:
             scorers[stage] = model_scorer(model)
             if tuning_split is not None:
                 log.info("%s: choosing its popularity prior's weight on validation", stage)
-                with fit_progress(model.params) as refit_progress:
-                    weight, validation = choose_prior_weight(
-                        model,
-                        tuning_split.train,
-                        sampled(tuning_split.val.to_ratings()),
-                        list(options.prior_weights),
-                        k=ks[-1],
-                        threshold=float(options.threshold),
-                        movie_genres=index.movie_genres if model.params.uses_genres else None,
-                        callback=refit_progress,
-                        executor=compute.executor,
-                    )
+                weight, validation = choose_prior_weight(
+                    load_validation_fit(layout, stage, model, cfg),
+                    tuning_split.train,
+                    sampled(tuning_split.val.to_ratings()),
+                    list(options.prior_weights),
+                    k=ks[-1],
+                    threshold=float(options.threshold),
+                )
                 scorers[f"{stage}+prior"] = prior_scorer(scorers[stage], log_counts, weight)
                 priors[stage] = {"weight": weight, f"val_ndcg@{ks[-1]}": validation}
         with Progress("ranking", None, unit="user lists", lines=10) as ranked:
