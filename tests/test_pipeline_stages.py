@@ -225,6 +225,10 @@ def test_analysis_and_ranking_stages(tiny_project, caplog):
         assert set(
             json.loads((tmp_path / f"reports/metrics/{stage}_validation_fit.json").read_text())
         ) == {"val_rmse", "train_rmse"}
+        timings = json.loads(
+            (tmp_path / f"reports/timings/{stage}_validation_fit.json").read_text()
+        )
+        assert timings["fit_seconds"] > 0
     # the validation fit is the trained model's hyper-parameters fitted on the carve-out's train
     cfg = compose("ranking", overrides)
     carveout, _ = split_as_configured(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -123,6 +124,7 @@ def run_validation_fit(cfg: DictConfig) -> dict[str, Any]:
                 step=record.iteration,
             )
 
+        started = time.perf_counter()
         with fit_progress(params, then=log_iteration) as callback:
             result = fit(
                 carveout.train,
@@ -132,6 +134,7 @@ def run_validation_fit(cfg: DictConfig) -> dict[str, Any]:
                 callback=callback,
                 executor=compute.executor,
             )
+        fit_seconds = time.perf_counter() - started
         last = result.history[-1]
         metrics = {"val_rmse": last.eval_rmse["val"], "train_rmse": last.train_rmse}
         details = {
@@ -154,6 +157,7 @@ def run_validation_fit(cfg: DictConfig) -> dict[str, Any]:
             output,
             metrics,
             details=details,
+            timings={"fit_seconds": fit_seconds},
             writers={layout.outputs.validation_fit_dir(stage): write_fit},
         )
     return {**metrics, **details}
