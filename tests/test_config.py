@@ -237,6 +237,8 @@ def test_a_stage_run_from_params_yaml_logs_briefly_and_writes_no_log_file(tmp_pa
         ("ranking", "ranking.prior_weights=[-1]", "ranking.prior_weights"),
         ("ranking", "ranking.val_fraction=1", "ranking.val_fraction"),
         ("ranking", "ranking.max_users=0", "ranking.max_users"),
+        ("ranking", "ranking.models=[als,als]", "ranking.models: names a model twice"),
+        ("validation_fit", "validation_fit.model=bias", "one of ranking.models"),
         ("sweep", "tuning.pruner=hyper", "tuning.pruner"),
         ("sweep", "tuning.pruner_reduction_factor=1", "tuning.pruner_reduction_factor"),
         ("analysis", "analysis.tier_edges=[500,100]", "analysis.tier_edges"),

@@ -336,10 +336,20 @@ def large_ratings(n: int) -> pd.DataFrame:
 def test_large_file_matches_pandas(tmp_path, monkeypatch):
     """Multi-block parsing (pyarrow's threads, one chunk per block) keeps file order and values."""
     monkeypatch.setattr(parse, "_BLOCK_BYTES", 1 << 20)  # 9 MB of ratings: 9 blocks
+    chunks = []
+    read_table = parse._read_table
+
+    def counting(*args, **kwargs):
+        table = read_table(*args, **kwargs)
+        chunks.append(table.column("rating").num_chunks)
+        return table
+
+    monkeypatch.setattr(parse, "_read_table", counting)
     expected = large_ratings(300_000)
     expected.to_csv(tmp_path / "ratings.csv", index=False)
     write_files(tmp_path, {"movies.csv": LATEST_MOVIES})
     pd.testing.assert_frame_equal(read_ratings(LATEST, tmp_path), expected)
+    assert chunks[0] > 1
 
 
 def test_error_in_a_later_block_names_its_line(tmp_path, monkeypatch):

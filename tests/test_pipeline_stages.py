@@ -207,6 +207,7 @@ def test_analysis_and_ranking_stages(tiny_project, caplog):
     from movielens_als.core.fit import fit
     from movielens_als.core.model import load_model
     from movielens_als.data.index import load_index
+    from movielens_als.evaluation.prior import choose_prior_weight
     from movielens_als.pipeline.common import split_as_configured
     from movielens_als.pipeline.use import run_analysis, run_ranking, run_validation_fit
 
@@ -221,7 +222,11 @@ def test_analysis_and_ranking_stages(tiny_project, caplog):
         fitted = run_validation_fit(
             compose("validation_fit", [*overrides, f"validation_fit.model={stage}"])
         )
-        assert fitted["model"] == stage and fitted["n_val"] > 0 and fitted["iterations"] == 3
+        assert (
+            fitted["model"] == stage
+            and fitted["carveout"]["n_val"] > 0
+            and fitted["iterations"] == 3
+        )
         assert set(
             json.loads((tmp_path / f"reports/metrics/{stage}_validation_fit.json").read_text())
         ) == {"val_rmse", "train_rmse"}
@@ -270,6 +275,14 @@ def test_analysis_and_ranking_stages(tiny_project, caplog):
     for stage in ("als", "genre_als"):
         chosen = priors[stage]
         assert chosen["val_ndcg@10"][f"{chosen['weight']:g}"] == max(chosen["val_ndcg@10"].values())
+    # the weight is chosen with the saved validation fit (tiny: every validation user ranked)
+    assert (chosen["weight"], chosen["val_ndcg@10"]) == choose_prior_weight(
+        load_model(tmp_path / "data/validation_fits/synthetic/genre_als/model"),
+        carveout.train,
+        carveout.val.to_ratings(),
+        list(cfg.ranking.prior_weights),
+        k=10,
+    )
     for row in table.values():
         assert {"ndcg@5", "ndcg@10", "recall@10", "mrr@10", "hit_rate@10", "coverage@10"} <= set(
             row
@@ -289,11 +302,21 @@ def test_analysis_and_ranking_stages(tiny_project, caplog):
     assert {"als.ndcg_at_10", "als_prior.ndcg_at_10"} <= set(runs[0].data.metrics)
 
     # a validation fit of other hyper-parameters or another carve-out is refused, naming the key
-    with pytest.raises(DataError, match=r"other settings than this run's \(val_fraction: 0.2 here"):
+    with pytest.raises(
+        DataError, match=r"fitted with ranking.val_fraction=0.1, but this run has 0.2; run `python"
+    ):
         run_ranking(compose("ranking", [*overrides, "ranking.val_fraction=0.2"]))
+    carveout_file = tmp_path / "data/validation_fits/synthetic/genre_als/carveout.json"
+    fitted_on = json.loads(carveout_file.read_text())
+    carveout_file.write_text(json.dumps({**fitted_on, "n_val": fitted_on["n_val"] + 1}))
+    with pytest.raises(
+        DataError, match=rf"genre_als: fitted on a carve-out with {fitted_on['n_val'] + 1} val"
+    ):
+        run_ranking(compose("ranking", overrides))
     run_training(compose("train", ["model=als", *overrides, "model.iterations=2", "model.K=4"]))
     with pytest.raises(
-        DataError, match=r"\(params.iterations: 2 here, 3 in the fit\).*validation_fit.model=als"
+        DataError,
+        match=r"fitted with params.iterations=3, but .*als/model.json has 2; .*validation_fit.model=als",
     ):
         run_ranking(compose("ranking", overrides))
     with pytest.raises(ConfigError, match=r"validation_fit.model: name the trained model"):

@@ -23,11 +23,11 @@ def validate(cfg: DictConfig, stage: str | None = None) -> None:
     _validate_split(cfg)
     _validate_sections(cfg)
     if stage == "validation_fit":  # params.yaml leaves it null: each DVC command names one
-        fitted = _get(cfg, "validation_fit.model")
-        if not isinstance(fitted, str) or not fitted:
+        fitted, ranked = _get(cfg, "validation_fit.model"), list(_get(cfg, "ranking.models"))
+        if fitted not in ranked:
             raise ConfigError(
                 "validation_fit.model: name the trained model to refit on the validation "
-                f"carve-out (one of ranking.models, e.g. als); got {fitted!r}"
+                f"carve-out, one of ranking.models ({', '.join(map(str, ranked))}); got {fitted!r}"
             )
     if isinstance(cfg.get("model"), DictConfig):  # the stage's own model (resolved by the stage)
         validate_model(cfg.model, prefix="model")
@@ -109,10 +109,13 @@ def _validate_sections(cfg: DictConfig) -> None:
             _positive_int(cfg, "kgrid.K")
         _positive_int(cfg, "kgrid.iterations")
     if "ranking" in cfg:
-        if not _get(cfg, "ranking.models"):
+        ranked = _get(cfg, "ranking.models")
+        if not ranked:
             raise ConfigError(
                 "ranking.models: name at least one trained model (e.g. als, genre_als)"
             )
+        if len(set(ranked)) < len(ranked):
+            raise ConfigError(f"ranking.models: names a model twice: {list(ranked)!r}")
         ks = _get(cfg, "ranking.ks")
         if not ks or any(not _is_int(k) or k < 1 for k in ks):
             raise ConfigError(f"ranking.ks: must be a non-empty list of integers ≥ 1, got {ks!r}")

@@ -21,6 +21,7 @@ from movielens_als.pipeline.common import (
 )
 from movielens_als.pipeline.layout import Layout
 from movielens_als.progress import Progress
+from movielens_als.tracking.mlflow_tracker import flatten_config
 
 log = logging.getLogger(__name__)
 
@@ -76,10 +77,11 @@ def run_analysis(cfg: DictConfig) -> dict[str, Any]:
 
 
 def carveout_settings(cfg: DictConfig) -> dict[str, Any]:
-    """What the validation carve-out of train depends on: the split and its fraction."""
+    """The settings the validation carve-out of train depends on, by config key."""
     return {
+        "dataset.name": str(cfg.dataset.name),
         "split": OmegaConf.to_container(cfg.split, resolve=True),
-        "val_fraction": float(cfg.ranking.val_fraction),
+        "ranking.val_fraction": float(cfg.ranking.val_fraction),
     }
 
 
@@ -119,37 +121,47 @@ def run_validation_fit(cfg: DictConfig) -> dict[str, Any]:
                     "nll": record.nll,
                     "train_rmse": record.train_rmse,
                     "val_rmse": record.eval_rmse["val"],
+                    **record.extra,
                     "seconds": record.seconds,
                 },
                 step=record.iteration,
             )
 
         started = time.perf_counter()
+        evals = {"val": carveout.val.to_ratings()}
         with fit_progress(params, then=log_iteration) as callback:
             result = fit(
                 carveout.train,
                 params,
                 movie_genres=index.movie_genres if params.uses_genres else None,
-                evals={"val": carveout.val.to_ratings()},
+                evals=evals,
                 callback=callback,
                 executor=compute.executor,
             )
         fit_seconds = time.perf_counter() - started
         last = result.history[-1]
         metrics = {"val_rmse": last.eval_rmse["val"], "train_rmse": last.train_rmse}
+        if result.model.K != params.K:  # a model averaging several draws: score what was saved
+            from movielens_als.core.model import rmse
+
+            metrics["saved_model_val_rmse"] = rmse(result.model, evals["val"])
+        fitted_on = {
+            **carveout_settings(cfg),
+            "n_train": int(carveout.train.nnz),
+            "n_val": int(carveout.val.nnz),
+        }
         details = {
             "model": stage,
             "params": params.to_dict(),
-            "carveout": carveout_settings(cfg),
-            "n_train": int(carveout.train.nnz),
-            "n_val": int(carveout.val.nnz),
+            "carveout": fitted_on,
             "iterations": len(result.history),
         }
+        target = layout.outputs.validation_fit_dir(stage)
 
         def write_fit(folder) -> None:
             folder.mkdir(parents=True)
             save_model(result.model, folder / "model")
-            dump_json(folder / CARVEOUT_FILE, details["carveout"], name=folder / CARVEOUT_FILE)
+            dump_json(folder / CARVEOUT_FILE, fitted_on, name=target / CARVEOUT_FILE)
 
         publish(
             tracker,
@@ -158,47 +170,59 @@ def run_validation_fit(cfg: DictConfig) -> dict[str, Any]:
             metrics,
             details=details,
             timings={"fit_seconds": fit_seconds},
-            writers={layout.outputs.validation_fit_dir(stage): write_fit},
+            writers={target: write_fit},
         )
     return {**metrics, **details}
 
 
 def load_validation_fit(layout: Layout, stage: str, trained, cfg: DictConfig):
-    """The validation fit of trained model ``stage``; a DataError when it is missing or was
-    fitted with other hyper-parameters or on another carve-out than this run's."""
+    """The validation fit of trained model ``stage`` and the carve-out it was fitted on (its
+    ``carveout.json``); a DataError naming the first difference when it is missing or was
+    fitted with other hyper-parameters than the trained model or on another carve-out than this
+    run's settings give."""
     from movielens_als.core.model import load_model
 
     folder = layout.validation_fit_dir(stage)
     rerun = (
         f"run `python -m movielens_als.stages.validation_fit validation_fit.model={stage}` "
-        f"first (`dvc repro` does)"
+        "with this run's dataset, split.*, ranking.val_fraction and paths.* first "
+        "(`dvc repro` does)"
     )
     if not (folder / CARVEOUT_FILE).is_file():
         raise DataError(
             f"{folder}: no validation fit of {stage!r} to choose its prior weight; {rerun}"
         )
     fitted = load_model(folder / "model")
-    differences = _differences(
-        {"params": trained.params.to_dict(), **carveout_settings(cfg)},
-        {"params": fitted.params.to_dict(), **read_json(folder / CARVEOUT_FILE)},
-    )
-    if differences:
-        raise DataError(
-            f"{folder}: fitted with other settings than this run's ({differences[0]}); {rerun}"
-        )
-    return fitted
+    fitted_on = read_json(folder / CARVEOUT_FILE)
+    trained_file = layout.model_dir(stage) / "model.json"
+    checks = [
+        (
+            flatten_config({"params": trained.params.to_dict()}),
+            trained_file,
+            fitted.params.to_dict(),
+            "params",
+        ),
+        (flatten_config(carveout_settings(cfg)), "this run", fitted_on, ""),
+    ]
+    for wanted, source, found, prefix in checks:
+        found = flatten_config({prefix: found} if prefix else found)
+        for key, value in wanted.items():
+            if found.get(key) != value:
+                raise DataError(
+                    f"{folder}: fitted with {key}={found.get(key)!r}, but {source} has "
+                    f"{value!r}; {rerun}"
+                )
+    return fitted, fitted_on
 
 
-def _differences(expected: dict[str, Any], found: dict[str, Any], prefix: str = "") -> list[str]:
-    """``key: expected vs found`` for each leaf that differs (keys of either side)."""
-    out: list[str] = []
-    for key in sorted({*expected, *found}, key=str):
-        a, b, name = expected.get(key), found.get(key), f"{prefix}{key}"
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += _differences(a, b, f"{name}.")
-        elif a != b:
-            out.append(f"{name}: {a!r} here, {b!r} in the fit")
-    return out
+def check_carveout_counts(folder, fitted_on: dict[str, Any], carveout) -> None:
+    """The fit's carve-out has the size of this run's (the same settings on other data do not)."""
+    for part, matrix in (("train", carveout.train), ("val", carveout.val)):
+        if fitted_on.get(f"n_{part}") != matrix.nnz:
+            raise DataError(
+                f"{folder}: fitted on a carve-out with {fitted_on.get(f'n_{part}')} {part} "
+                f"ratings, but this run's has {matrix.nnz} (other data); rerun validation_fit"
+            )
 
 
 def run_ranking(cfg: DictConfig) -> dict[str, Any]:
@@ -226,20 +250,31 @@ def run_ranking(cfg: DictConfig) -> dict[str, Any]:
     with stage_run(cfg, "ranking", ["dataset", "split", "ranking"]) as tracker:
         split = load_split(layout.split_dir)
         log_counts = popularity_log_counts(split.train.by_user)
+        models = {stage: load_model(layout.model_dir(stage) / "model") for stage in options.models}
+        # every model's validation fit is checked before any work that needs it
+        fits = (
+            {
+                stage: load_validation_fit(layout, stage, model, cfg)
+                for stage, model in models.items()
+            }
+            if options.prior_weights
+            else {}
+        )
         tuning_split = None
-        if options.prior_weights:
+        if fits:
             tuning_split, _ = split_as_configured(
                 load_index(layout.index_dir), cfg, val_fraction=options.val_fraction
             )
         scorers: dict[str, Any] = {}
         priors: dict[str, Any] = {}
-        for stage in options.models:
-            model = load_model(layout.model_dir(stage) / "model")
+        for stage, model in models.items():
             scorers[stage] = model_scorer(model)
             if tuning_split is not None:
+                fitted, fitted_on = fits[stage]
+                check_carveout_counts(layout.validation_fit_dir(stage), fitted_on, tuning_split)
                 log.info("%s: choosing its popularity prior's weight on validation", stage)
                 weight, validation = choose_prior_weight(
-                    load_validation_fit(layout, stage, model, cfg),
+                    fitted,
                     tuning_split.train,
                     sampled(tuning_split.val.to_ratings()),
                     list(options.prior_weights),
