@@ -234,16 +234,24 @@ def test_repro_runs_all_then_nothing_then_only_what_changed(project):
     assert _hashes(project) == before
     assert _run(["git", "status", "--porcelain"], project).stdout == ""
 
-    _write_params(project, [*TINY, "models.bias.iterations=3"])
-    changed = _run(["dvc", "repro"], project)
-    ran = {
-        stage for stage in STAGES + TUNING_STAGES if f"Running stage '{stage}'" in changed.stdout
-    }
+    def stages_run_after(overrides: list[str]) -> set[str]:
+        _write_params(project, [*TINY, *overrides])
+        changed = _run(["dvc", "repro"], project)
+        return {s for s in STAGES + TUNING_STAGES if f"Running stage '{s}'" in changed.stdout}
+
     # the bias model's own stage and the stages that read every model (ranking reads the
-    # models folder, crossval the models section) — never another model's stage or a sweep
-    assert ran == {"train@bias", "ranking", "crossval"}
+    # models folder, crossval the models section) — never another model's stage, a sweep or
+    # a validation fit (bias is not among ranking.models)
+    assert stages_run_after(["models.bias.iterations=3"]) == {"train@bias", "ranking", "crossval"}
     details = json.loads((project / "reports/details/bias.json").read_text())
     assert details["iterations"] == 3
+    # a ranking setting reruns the ranking alone: the validation fits it reads are kept
+    assert stages_run_after(["models.bias.iterations=3", "ranking.ks=[3,5]"]) == {"ranking"}
+    assert "ndcg@5" in (project / "reports/metrics/ranking/als.json").read_text()  # largest k
+    # a ranked model's retrain reruns its own validation fit, not the other model's
+    ran = stages_run_after(["models.bias.iterations=3", "models.als.iterations=3"])
+    assert {"train@als", "validation_fit@als", "ranking"} <= ran
+    assert not ran & {"train@genre_als", "validation_fit@genre_als", "train@bias"}
     _write_params(project, TINY)
     _run(["dvc", "repro"], project)
     assert _run(["git", "status", "--porcelain"], project).stdout == ""
