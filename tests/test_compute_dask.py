@@ -226,8 +226,14 @@ def test_a_worker_killed_mid_fit_stops_it_with_one_message_and_a_rerun_works(pro
             if record.iteration == 1:
                 threading.Timer(0.05, os.kill, (pids[0], signal.SIGKILL)).start()
 
+        # 50 iterations: however fast the machine, the fit is still running when the kill lands
         with pytest.raises(ComputeError, match="nothing was written") as failure:
-            fit(big, params, callback=kill_during_the_next_half_step, executor=compute.executor)
+            fit(
+                big,
+                {**params, "iterations": 50},
+                callback=kill_during_the_next_half_step,
+                executor=compute.executor,
+            )
         assert "worker" in str(failure.value) and "\n" not in str(failure.value)
         # the nanny restarts the worker; a new fit on the cluster gives the local result
         compute.client.wait_for_workers(2, timeout=60)
@@ -235,26 +241,41 @@ def test_a_worker_killed_mid_fit_stops_it_with_one_message_and_a_rerun_works(pro
         assert _same_fit(fit(small, params), fit(small, params, executor=compute.executor))
 
 
-def test_a_worker_lost_during_independent_fits_has_its_job_rerun_elsewhere():
+def test_a_worker_lost_during_independent_fits_has_its_job_rerun_elsewhere(tmp_path):
     big = random_problem(5, n_users=3000, n_items=2000, n_ratings=300_000)[0]
     jobs = [{"K": K, "iterations": 3} for K in (12, 13, 14, 15)]
+    death = tmp_path / "first-attempt-of-K12.pid"
     with open_compute(LOCAL_CLUSTER) as compute:
-        victim = sorted(compute.client.run(os.getpid).values())[0]
-        killed = threading.Event()
-
-        def kill() -> None:
-            os.kill(victim, signal.SIGKILL)
-            killed.set()
-
-        threading.Timer(1.5, kill).start()
+        first_workers = set(compute.client.run(os.getpid).values())
         results = {
             job["K"]: result
-            for job, result in compute.map_unordered(_fit_job, jobs, train=big, test=None)
+            for job, result in compute.map_unordered(
+                _fit_job_whose_first_attempt_kills_its_worker,
+                jobs,
+                train=big,
+                test=None,
+                death=str(death),
+            )
         }
-        assert killed.is_set()  # the worker died while the jobs ran
+    # the worker died while running its job, whatever the machine's speed
+    assert int(death.read_text()) in first_workers
     assert sorted(results) == [12, 13, 14, 15]
     for job in jobs[:2]:
         assert _same_fit(results[job["K"]], _fit_job(job, train=big, test=None))
+
+
+def _fit_job_whose_first_attempt_kills_its_worker(params, *, train, test, death):
+    """K=12's first attempt records its worker's pid and SIGKILLs that worker mid-job."""
+    if params["K"] == 12:
+        try:
+            descriptor = os.open(death, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+        except FileExistsError:
+            pass  # the rerun, on another worker
+        else:
+            os.write(descriptor, str(os.getpid()).encode())
+            os.close(descriptor)
+            os.kill(os.getpid(), signal.SIGKILL)
+    return _fit_job(params, train=train, test=test)
 
 
 def test_a_scheduler_that_does_not_answer_fails_before_any_work():
