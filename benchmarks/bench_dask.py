@@ -119,8 +119,9 @@ def simulate(seconds_per_rating: float, measured_K: int, workers=(8, 32, 128)) -
     the gather and the coordinate loops are linear in K, so it scales by K / measured_K. Two
     designs, each link at ``NETWORK_BYTES_PER_S``:
 
-    (a) this project's: per half-step the driver sends the fixed side once, Dask replicates it
-        to every worker in ⌈log₂ W⌉ doubling rounds, and the driver gathers every updated row;
+    (a) this project's: per half-step the driver sends the fixed side once, the workers fetch
+        it from each other in ⌈log₂ W⌉ rounds at best (holders doubling), and the driver gathers
+        every updated row;
     (b) block-to-block shipping as in Spark MLlib: each worker sends each other block only the
         rows it needs, all links at once, and nothing passes the driver. With ratings spread at
         random a block of movies needs the rows of 1 − (1 − 1/W)^(ratings per user) of all users.

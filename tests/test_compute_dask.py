@@ -215,6 +215,7 @@ def _fit_job(params, *, train, test):
     return fit(train, params, evals={} if test is None else {"test": test})
 
 
+@pytest.mark.timeout(240)  # a lost worker must end the call, never hang it
 def test_a_worker_killed_mid_fit_stops_it_with_one_message_and_a_rerun_works(problem):
     big = random_problem(3, n_users=3000, n_items=2000, n_ratings=300_000)[0]
     params = {"K": 48, "iterations": 3}
@@ -241,6 +242,7 @@ def test_a_worker_killed_mid_fit_stops_it_with_one_message_and_a_rerun_works(pro
         assert _same_fit(fit(small, params), fit(small, params, executor=compute.executor))
 
 
+@pytest.mark.timeout(240)  # a lost worker must end the call, never hang it
 def test_a_worker_lost_during_independent_fits_has_its_job_rerun_elsewhere(tmp_path):
     big = random_problem(5, n_users=3000, n_items=2000, n_ratings=300_000)[0]
     jobs = [{"K": K, "iterations": 3} for K in (12, 13, 14, 15)]

@@ -2,8 +2,8 @@
 
 ``DaskRows`` cuts both sides of the train matrix into one contiguous block of rows per worker
 (about equal ratings each) and scatters each block to its worker once per fit, with the
-block's work schedule. A half-step then sends the fixed side's bias and factors once to every
-worker (``scatter(broadcast=True)``) and each block's current rows to its worker, runs the
+block's work schedule. A half-step then sends the fixed side's bias and factors once (to one
+worker, which the others fetch them from) and each block's current rows to its worker, runs the
 variant's row function (``core.rows.RowTask``, the same Numba kernel a local fit runs) on every
 block at once, and writes the returned rows back. A row's result does not depend on its block,
 so the factors are bit-identical to a local fit's; the driver keeps everything the sweep-level
@@ -191,7 +191,11 @@ class DaskRows:
                     f"compute: Dask worker {lost[0]} left during the fit, and with it the block "
                     f"of {side.name}s it held; the fit stopped and nothing was written (rerun it)"
                 )
-            shared = client.scatter(Arrays(task.shared), broadcast=True, hash=False)
+            # the fixed side goes to one worker; the others fetch it from a worker that has it
+            # when their block's task starts (Dask's dependency transfer). Not
+            # scatter(broadcast=True): its replication loops for ever when a worker dies during
+            # it (dask/distributed#5704), where a lost transfer fails the task at once
+            shared = client.scatter(Arrays(task.shared), workers=[placed[0].worker], hash=False)
             futures = []
             for block in placed:
                 rows = {
