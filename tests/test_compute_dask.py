@@ -185,6 +185,30 @@ def test_ratings_are_sent_once_per_fit_and_factors_once_per_half_step(cluster, p
     assert sent[0] == csr_bytes + per_iteration
 
 
+def test_the_worker_list_is_never_the_clients_cache_emptied_by_its_refresh(cluster, problem):
+    """The client's periodic refresh stores scheduler info without workers; had a fit read
+    that cache (``scheduler_info()``) it would see every worker as lost. Here the refresh
+    always lands between the fetch and the read."""
+    from distributed.objects import SchedulerInfo
+
+    from movielens_als.compute.dask_rows import worker_threads
+
+    client = cluster.client
+    fetch = client._update_scheduler_info
+
+    async def fetch_then_refresh(n_workers=0):
+        await fetch(n_workers=n_workers)
+        client._scheduler_identity = SchedulerInfo({**client._scheduler_identity, "workers": {}})
+
+    client._update_scheduler_info = fetch_then_refresh
+    try:
+        assert len(worker_threads(client)) == cluster.n_slots == 2
+        train, _, _ = problem
+        fit(train, CASES["als cd"], executor=cluster.executor)
+    finally:
+        del client._update_scheduler_info
+
+
 def test_a_row_error_on_a_worker_names_the_row_by_its_global_index(cluster):
     train, _ = random_problem(18)
     params = ALSParams(K=3, iterations=1)

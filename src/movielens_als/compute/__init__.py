@@ -70,7 +70,9 @@ class Compute:
         """How many independent fits run at once: one per Dask worker, 1 locally."""
         if self.client is None:
             return 1
-        return max(1, len(self.client.scheduler_info()["workers"]))
+        from movielens_als.compute.dask_rows import worker_threads
+
+        return max(1, len(worker_threads(self.client)))
 
     def map_unordered(
         self, function: Callable[..., Any], jobs: Iterable[Any], **shared: Any

@@ -96,7 +96,10 @@ def cluster_errors() -> tuple[type[BaseException], ...]:
 
 def worker_threads(client) -> dict[str, int]:
     """Address → thread count of every worker the scheduler knows, in address order."""
-    workers = client.scheduler_info(n_workers=-1)["workers"]
+    # asked of the scheduler itself: ``client.scheduler_info()`` returns the client's cached
+    # copy, which the client's periodic refresh can replace with one listing no workers between
+    # the fetch and the read (a fit then reported a worker lost that was not)
+    workers = client.sync(client.scheduler.identity, n_workers=-1)["workers"]
     return {address: int(info["nthreads"]) for address, info in sorted(workers.items())}
 
 
