@@ -73,7 +73,8 @@ def machine_facts() -> list[str]:
     )
     lines.append(
         "paths: cholesky = gather (prefetched) + sgemm per ≤ 453-rating chunk through SciPy's "
-        "BLAS + Numba Cholesky; cd = gather (prefetched) + Numba coordinate loops, no BLAS call"
+        "BLAS + Numba Cholesky; cd = gather (prefetched, 8 × 8 vector transposes) + Numba "
+        "coordinate loops, no BLAS call"
     )
     return lines
 

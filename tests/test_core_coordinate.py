@@ -267,7 +267,7 @@ def test_bad_solver_settings_name_the_key(values, key):
 
 
 def test_scratch_rows_are_off_a_power_of_two_stride():
-    gathered, _, _ = coordinate.new_coordinate_scratch(8, 1024)
+    gathered, _, _, _ = coordinate.new_coordinate_scratch(8, 1024)
     assert gathered.shape[1] >= 1024 and (gathered.strides[0] % 4096) != 0
 
 

@@ -20,12 +20,14 @@ Gibbs, as libFM and myFM sample factorisation machines. ``passes`` repeats the c
 cycle; warm-started from the previous sweep's values, one pass is usually close to the exact
 solve (``conf/model/*.yaml`` documents the chosen number).
 
-Why it is fast and machine-independent: per rating and pass it costs about 2K multiply-adds
+Why it is fast and machine-independent: per rating and pass it costs about 3.5K multiply-adds
 in plain Numba loops over contiguous arrays (no BLAS call, so no small-matrix heuristic of a
 BLAS build decides its speed), against (K+2)²/2 for the Gram matrix of the exact update, and
 no (K+1)³/6 factorisation per row. The other side's factors are gathered per row into a
-K × n float32 block (one contiguous vector per coordinate), and the starting residuals are
-computed in that same pass. Residuals and the sums over ratings are float32, each coordinate's
+K × n float32 block (one contiguous vector per coordinate), eight ratings × eight coordinates
+at a time through a vector transpose (``core.transpose``), and the starting residuals are
+computed in that same pass. The cycle takes the coordinates in pairs, one pass over the
+row's ratings per pair (``coordinate_row``). Residuals and the sums over ratings are float32, each coordinate's
 value float64; the squared error the objective uses is recomputed in float64 from the stored
 float32 values (``stored_squared_error``).
 
@@ -42,6 +44,7 @@ from numba import njit, prange
 from movielens_als.core import kernels
 from movielens_als.core.prefetch import PREFETCH_DISTANCE, prefetch_row
 from movielens_als.core.streams import row_normals
+from movielens_als.core.transpose import TILE, transpose_rows
 
 _VECTORISE = {"reassoc", "contract"}
 
@@ -56,26 +59,27 @@ def new_coordinate_scratch(n_factors, capacity):
     gathered = np.empty((n_factors, stride), dtype=np.float32)  # v_tk, one row per coordinate
     residuals = np.empty(size, dtype=np.float32)  # e_t = y_t − b − uᵀv_t
     exact = np.empty(size, dtype=np.float64)  # float64 residuals of the stored values
-    return gathered, residuals, exact
+    ones = np.ones(size, dtype=np.float32)  # v_t0 = 1: the bias's column
+    return gathered, residuals, exact, ones
 
 
 @njit(cache=True, fastmath=_VECTORISE)
 def gather_and_start(
-    cols, vals, offset, other_bias, other_factors, theta, gathered, residuals, squares, own, sums
+    cols, vals, offset, other_bias, other_factors, theta, gathered, residuals, own
 ):
-    """v_t (column-wise into ``gathered``), the starting residuals e_t = y_t − b − uᵀv_t
-    (y_t = r_t − offset − c_t) and Σ_t v_tk², in one pass over the row's ratings; returns
-    Σ_t e_t. ``own`` and ``sums`` are float32 scratch of K.
+    """v_t (column-wise into ``gathered``, each eight ratings' rows as one transposed tile)
+    and the starting residuals e_t = y_t − b − uᵀv_t (y_t = r_t − offset − c_t), in one pass
+    over the row's ratings; returns Σ_t e_t. ``own`` is float32 scratch of K.
 
     Each v_t is used while it is in registers, read row-wise from the other side: the dot
-    product and the squares vectorise over k, so the start costs no pass over the gathered
-    columns (a pass per coordinate before: 9 % of a K = 32 iteration at ML-32M shape)."""
+    product vectorises over k, so the start costs no pass over the gathered columns. The
+    squares Σ_t v_tk² come from the cycle's passes, which read each column anyway."""
     n_factors = other_factors.shape[1]
     n = len(cols)
+    whole_tiles = n_factors - n_factors % TILE  # coordinates moved eight at a time
     bias = np.float32(theta[0])
     for k in range(n_factors):
         own[k] = np.float32(theta[1 + k])
-        sums[k] = np.float32(0.0)
     total = np.float32(0.0)
     for t in range(n):
         if t + PREFETCH_DISTANCE < n:
@@ -83,53 +87,65 @@ def gather_and_start(
         col = cols[t]
         target = np.float32(np.float64(vals[t]) - offset - np.float64(other_bias[col]))
         factors = other_factors[col]
-        for k in range(n_factors):
-            gathered[k, t] = factors[k]
+        if t % TILE == TILE - 1:  # eight ratings read: their rows into the columns
+            tile_start = t - (TILE - 1)
+            for k in range(0, whole_tiles, TILE):
+                transpose_rows(other_factors, cols, tile_start, k, gathered, k, tile_start)
+            for k in range(whole_tiles, n_factors):
+                column = gathered[k]
+                for i in range(TILE):
+                    column[tile_start + i] = other_factors[cols[tile_start + i], k]
         dot = np.float32(0.0)
         for k in range(n_factors):
-            value = factors[k]
-            dot += own[k] * value
-            sums[k] += value * value
+            dot += own[k] * factors[k]
         residual = target - bias - dot
         residuals[t] = residual
         total += residual
+    tail = n - n % TILE  # the last n mod 8 ratings, one value at a time
     for k in range(n_factors):
-        squares[k] = sums[k]
+        column = gathered[k]
+        for t in range(tail, n):
+            column[t] = other_factors[cols[t], k]
     return np.float64(total)
 
 
 @njit(cache=True, fastmath=_VECTORISE)
-def shift_and_dot(n, delta, column, following, residuals):
-    """e_t −= δ v_tk (coordinate k moved by δ), fused with the next coordinate's Σ_t e_t v_tj
-    (``following`` = v_·j)."""
-    step = np.float32(delta)
-    total = np.float32(0.0)
+def shift_and_dots(n, delta_a, column_a, delta_b, column_b, next_c, next_d, residuals):
+    """e_t −= δ_a v_ta + δ_b v_tb (the last pair of coordinates moved; the bias has v = 1, a
+    coordinate that did not move δ = 0), fused with what the next pair (c, d) needs:
+    Σ_t e_t v_tc, Σ_t e_t v_td, Σ_t v_tc v_td, Σ_t v_tc², Σ_t v_td²."""
+    step_a = np.float32(delta_a)
+    step_b = np.float32(delta_b)
+    zero = np.float32(0.0)
+    dot_c, dot_d, cross, square_c, square_d = zero, zero, zero, zero, zero
     for t in range(n):
-        value = residuals[t] - step * column[t]
+        value = residuals[t] - step_a * column_a[t] - step_b * column_b[t]
         residuals[t] = value
-        total += value * following[t]
-    return np.float64(total)
+        c = next_c[t]
+        d = next_d[t]
+        dot_c += value * c
+        dot_d += value * d
+        cross += c * d
+        square_c += c * c
+        square_d += d * d
+    return (
+        np.float64(dot_c),
+        np.float64(dot_d),
+        np.float64(cross),
+        np.float64(square_c),
+        np.float64(square_d),
+    )
 
 
 @njit(cache=True, fastmath=_VECTORISE)
-def shift_bias_and_dot(n, delta, following, residuals):
-    """e_t −= δ (the bias moved), fused with Σ_t e_t v_t1."""
-    step = np.float32(delta)
+def shift_and_sum(n, delta_a, column_a, delta_b, column_b, residuals):
+    """e_t −= δ_a v_ta + δ_b v_tb (the cycle's last pair moved), fused with Σ_t e_t for the
+    next cycle's bias."""
+    step_a = np.float32(delta_a)
+    step_b = np.float32(delta_b)
     total = np.float32(0.0)
     for t in range(n):
-        value = residuals[t] - step
-        residuals[t] = value
-        total += value * following[t]
-    return np.float64(total)
-
-
-@njit(cache=True, fastmath=_VECTORISE)
-def shift_and_sum(n, delta, column, residuals):
-    """e_t −= δ v_tk (the last coordinate moved), fused with Σ_t e_t for the next bias."""
-    step = np.float32(delta)
-    total = np.float32(0.0)
-    for t in range(n):
-        value = residuals[t] - step * column[t]
+        value = residuals[t] - step_a * column_a[t] - step_b * column_b[t]
         residuals[t] = value
         total += value
     return np.float64(total)
@@ -155,6 +171,21 @@ def stored_squared_error(cols, vals, offset, other_bias, gathered, bias, factors
 
 
 @njit(cache=True)
+def coordinate_value(lam, dot, square, value, precision, prior, draw, normal):
+    """Coordinate u_k given the others: (λ Σ_t (e_t + u_k v_tk) v_tk + τ_k m_k) / (λ Σ v_tk² + τ_k),
+    from ``dot`` = Σ_t e_t v_tk and ``square`` = Σ_t v_tk², or with ``draw`` its conditional
+    draw (``normal`` a standard normal); ``value`` unchanged and False when the coordinate has
+    no information at all (λ Σ v_tk² + τ_k = 0)."""
+    k_precision = lam * square + precision
+    if k_precision <= 0.0:
+        return value, False
+    new = (lam * (dot + value * square) + precision * prior) / k_precision
+    if draw:
+        new += normal / np.sqrt(k_precision)
+    return new, True
+
+
+@njit(cache=True)
 def coordinate_row(
     n,
     gathered,
@@ -168,15 +199,19 @@ def coordinate_row(
     noise,
     draw,
     theta,
-    squares,
+    ones,
 ):
     """Coordinate cycles over (b, u) of one row, in place in ``theta`` = [b, u] (float64).
 
     ``precision`` holds τ_k for this row (count scaling applied), ``prior_row`` m. With
     ``draw``, ``noise`` supplies (K+1)·passes standard normals. Returns False when some
-    coordinate had no information at all (λ Σ v_tk² + τ_k = 0: left as it was). ``squares``
-    is scratch for Σ_t v_tk². Each residual update is fused with the next coordinate's dot
-    product, so a cycle reads the row's ratings K + 1 times.
+    coordinate had no information at all (left as it was). ``ones`` is n ones (the bias's v).
+
+    Coordinates go in pairs (k, k+1): one pass over the ratings applies the previous pair's
+    moves to the residuals and sums what the pair needs (``shift_and_dots``); u_k is then
+    updated, and u_{k+1}'s Σ_t e_t v_t,k+1 corrected for u_k's move δ by −δ Σ_t v_tk v_t,k+1,
+    which is exact. Still one coordinate at a time, but a cycle reads the row's ratings
+    ⌈K/2⌉ + 1 times instead of K + 1.
     """
     n_factors = len(precision)
     informed = True
@@ -188,26 +223,52 @@ def coordinate_row(
         if draw:
             b_new += noise[draw_at] / np.sqrt(b_precision)
             draw_at += 1
-        dot = shift_bias_and_dot(n, b_new - theta[0], gathered[0], residuals)
+        delta_a, column_a = b_new - theta[0], ones
+        delta_b, column_b = 0.0, ones
         theta[0] = b_new
-        for k in range(n_factors):
-            column = gathered[k]
-            k_precision = lam * squares[k] + precision[k]
-            u_k = theta[1 + k]
-            u_new = u_k
-            if k_precision > 0.0:
-                u_new = (lam * (dot + u_k * squares[k]) + precision[k] * prior_row[k]) / k_precision
-                if draw:
-                    u_new += noise[draw_at] / np.sqrt(k_precision)
-            else:
-                informed = False
-            if draw:
-                draw_at += 1
-            if k + 1 < n_factors:
-                dot = shift_and_dot(n, u_new - u_k, column, gathered[k + 1], residuals)
-            else:
-                residual_sum = shift_and_sum(n, u_new - u_k, column, residuals)
+        for k in range(0, n_factors, 2):
+            paired = k + 1 < n_factors
+            dot_a, dot_b, cross, square_a, square_b = shift_and_dots(
+                n,
+                delta_a,
+                column_a,
+                delta_b,
+                column_b,
+                gathered[k],
+                gathered[k + 1] if paired else gathered[k],
+                residuals,
+            )
+            u_new, ok = coordinate_value(
+                lam,
+                dot_a,
+                square_a,
+                theta[1 + k],
+                precision[k],
+                prior_row[k],
+                draw,
+                noise[draw_at] if draw else 0.0,
+            )
+            informed = informed and ok
+            draw_at += 1 if draw else 0
+            delta_a, column_a = u_new - theta[1 + k], gathered[k]
             theta[1 + k] = u_new
+            delta_b, column_b = 0.0, ones
+            if paired:
+                u_new, ok = coordinate_value(
+                    lam,
+                    dot_b - delta_a * cross,
+                    square_b,
+                    theta[2 + k],
+                    precision[k + 1],
+                    prior_row[k + 1],
+                    draw,
+                    noise[draw_at] if draw else 0.0,
+                )
+                informed = informed and ok
+                draw_at += 1 if draw else 0
+                delta_b, column_b = u_new - theta[2 + k], gathered[k + 1]
+                theta[2 + k] = u_new
+        residual_sum = shift_and_sum(n, delta_a, column_a, delta_b, column_b, residuals)
     return informed
 
 
@@ -251,15 +312,13 @@ def coordinate_update_side(
     zero_prior = np.zeros(n_factors)
     for block in prange(len(block_ptr) - 1):
         first, last = block_ptr[block], block_ptr[block + 1]
-        gathered, residuals, exact = new_coordinate_scratch(
+        gathered, residuals, exact, ones = new_coordinate_scratch(
             n_factors, kernels.block_capacity(indptr, row_order, first, last)
         )
         theta = np.empty(n_factors + 1)
         precision = np.empty(n_factors)
         prior_row = np.empty(n_factors)
-        squares = np.empty(n_factors)
         own = np.empty(n_factors, dtype=np.float32)
-        sums = np.empty(n_factors, dtype=np.float32)
         noise = np.empty((n_factors + 1) * passes if draw else 0)
         for pos in range(first, last):
             row = row_order[pos]
@@ -294,9 +353,7 @@ def coordinate_update_side(
                 theta,
                 gathered,
                 residuals,
-                squares,
                 own,
-                sums,
             )
             if draw:
                 row_normals(key, row_base + row, noise)
@@ -313,7 +370,7 @@ def coordinate_update_side(
                 noise,
                 draw,
                 theta,
-                squares,
+                ones,
             )
             finite = True
             for i in range(n_factors + 1):
