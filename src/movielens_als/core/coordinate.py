@@ -27,9 +27,9 @@ no (K+1)³/6 factorisation per row. The other side's factors are gathered per ro
 K × n float32 block (one contiguous vector per coordinate), eight ratings × eight coordinates
 at a time through a vector transpose (``core.transpose``), and the starting residuals are
 computed in that same pass. The cycle takes the coordinates in pairs, one pass over the
-row's ratings per pair (``coordinate_row``). Residuals and the sums over ratings are float32, each coordinate's
-value float64; the squared error the objective uses is recomputed in float64 from the stored
-float32 values (``stored_squared_error``).
+row's ratings per pair (``coordinate_row``). Residuals and the sums over ratings are float32,
+each coordinate's value float64; the squared error the objective uses is recomputed in
+float64 from the stored float32 values (``stored_squared_error``).
 
 Results are bit-identical at any thread count: each row's update reads only its own ratings
 and the other side, its draws come from the counter-based stream (``streams.row_normals``)

@@ -25,6 +25,20 @@ _PREFETCH = "llvm.prefetch.p0" if binding.llvm_version_info >= (15,) else "llvm.
 PREFETCH_DISTANCE = 8
 
 
+def item_pointer(context, builder, array_type, array, indices):
+    """The address of ``array[indices]`` in an intrinsic's code (``array`` from
+    ``context.make_array``; ``indices`` intp values; any layout)."""
+    return cgutils.get_item_pointer2(
+        context,
+        builder,
+        data=array.data,
+        shape=cgutils.unpack_tuple(builder, array.shape),
+        strides=cgutils.unpack_tuple(builder, array.strides),
+        layout=array_type.layout,
+        inds=indices,
+    )
+
+
 @intrinsic
 def prefetch_line(typingctx, matrix, row, column):
     """Hint the CPU to load the cache line holding ``matrix[row, column]`` (2-D array)."""
@@ -37,15 +51,7 @@ def prefetch_line(typingctx, matrix, row, column):
         array = context.make_array(array_type)(context, builder, args[0])
         index = context.cast(builder, args[1], sig.args[1], types.intp)
         column_index = context.cast(builder, args[2], sig.args[2], types.intp)
-        pointer = cgutils.get_item_pointer2(
-            context,
-            builder,
-            data=array.data,
-            shape=cgutils.unpack_tuple(builder, array.shape),
-            strides=cgutils.unpack_tuple(builder, array.strides),
-            layout=array_type.layout,
-            inds=[index, column_index],
-        )
+        pointer = item_pointer(context, builder, array_type, array, [index, column_index])
         byte_pointer = ir.IntType(8).as_pointer()
         int32 = ir.IntType(32)
         function = cgutils.get_or_insert_function(

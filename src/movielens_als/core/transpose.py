@@ -19,8 +19,9 @@ from __future__ import annotations
 
 from llvmlite import ir
 from numba import config, types
-from numba.core import cgutils
 from numba.extending import intrinsic
+
+from movielens_als.core.prefetch import item_pointer
 
 TILE = 8  # ratings × coordinates moved per call
 
@@ -43,27 +44,15 @@ _HALVES_LOW = _mask([0, 1, 2, 3, 8, 9, 10, 11])
 _HALVES_HIGH = _mask([4, 5, 6, 7, 12, 13, 14, 15])
 
 
-def _address(context, builder, array_type, array, indices):
-    return cgutils.get_item_pointer2(
-        context,
-        builder,
-        data=array.data,
-        shape=cgutils.unpack_tuple(builder, array.shape),
-        strides=cgutils.unpack_tuple(builder, array.strides),
-        layout=array_type.layout,
-        inds=indices,
-    )
-
-
 def _load_run(context, builder, array_type, array, row, column):
     """array[row, column : column + 8] as one vector."""
     if array_type.layout == "C":
-        pointer = _address(context, builder, array_type, array, [row, column])
+        pointer = item_pointer(context, builder, array_type, array, [row, column])
         return builder.load(builder.bitcast(pointer, _FLOATS.as_pointer()), align=4)
     vector = ir.Constant(_FLOATS, ir.Undefined)
     for lane in range(TILE):
         at = builder.add(column, context.get_constant(types.intp, lane))
-        value = builder.load(_address(context, builder, array_type, array, [row, at]))
+        value = builder.load(item_pointer(context, builder, array_type, array, [row, at]))
         vector = builder.insert_element(vector, value, _INT32(lane))
     return vector
 
@@ -71,12 +60,12 @@ def _load_run(context, builder, array_type, array, row, column):
 def _store_run(context, builder, array_type, array, row, column, vector):
     """array[row, column : column + 8] = vector."""
     if array_type.layout == "C":
-        pointer = _address(context, builder, array_type, array, [row, column])
+        pointer = item_pointer(context, builder, array_type, array, [row, column])
         builder.store(vector, builder.bitcast(pointer, _FLOATS.as_pointer()), align=4)
         return
     for lane in range(TILE):
         at = builder.add(column, context.get_constant(types.intp, lane))
-        pointer = _address(context, builder, array_type, array, [row, at])
+        pointer = item_pointer(context, builder, array_type, array, [row, at])
         builder.store(builder.extract_element(vector, _INT32(lane)), pointer)
 
 
@@ -135,7 +124,7 @@ def transpose_rows(
         loaded = []
         for i in range(TILE):
             at = builder.add(first, context.get_constant(types.intp, i))
-            index = builder.load(_address(context, builder, rows_type, rows_array, [at]))
+            index = builder.load(item_pointer(context, builder, rows_type, rows_array, [at]))
             row = context.cast(builder, index, rows_type.dtype, types.intp)
             loaded.append(
                 _load_run(context, builder, source_type, source_array, row, source_column)
