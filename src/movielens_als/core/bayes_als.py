@@ -21,7 +21,7 @@ likewise, then λ, each side's (μ, τ, γ), and W and η from their conjugate c
 After ``burn_in`` sweeps, predictions are the running posterior mean over the kept samples.
 
 Randomness: the row draws z come from a counter-based generator keyed by (seed, sample, side,
-row) — SplitMix64 over the key, Box–Muller — so a row's draw does not depend on which thread
+row) — SplitMix64 over the key, Ziggurat — so a row's draw does not depend on which thread
 (or which worker, for a partitioned fit) computes it: results are bit-identical at any thread
 count. The hyper-parameter draws use NumPy's generator seeded by (seed, sample).
 

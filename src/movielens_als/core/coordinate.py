@@ -32,8 +32,9 @@ each coordinate's value float64; the squared error the objective uses is recompu
 float64 from the stored float32 values (``stored_squared_error``).
 
 Results are bit-identical at any thread count: each row's update reads only its own ratings
-and the other side, its draws come from the counter-based stream (``streams.row_normals``)
-keyed by its index, and every per-row figure is written into an array the caller sums.
+and the other side, its draws come from the counter-based stream (``streams.row_normals``,
+K + 1 Ziggurat normals per row and pass) keyed by its index, and every per-row figure is
+written into an array the caller sums.
 """
 
 from __future__ import annotations
