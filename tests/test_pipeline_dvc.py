@@ -104,6 +104,62 @@ def test_every_stage_declares_existing_code_and_its_params():
                 assert (REPO_ROOT / path).exists(), f"{name}: {path} does not exist"
 
 
+def _source_of(module: str) -> Path | None:
+    """The file of a ``movielens_als`` module, relative to the repository (None if none)."""
+    base = Path("src", *module.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if (REPO_ROOT / candidate).is_file():
+            return candidate
+    return None
+
+
+def _imported_sources(module: str) -> set[Path]:
+    """The files of ``module`` and of every ``movielens_als`` module it imports, transitively
+    (read from the source with ``ast``, so nothing is imported)."""
+    import ast
+
+    seen: set[str] = set()
+    todo = [module]
+    while todo:
+        name = todo.pop()
+        if name in seen or not name.startswith("movielens_als") or _source_of(name) is None:
+            continue
+        seen.add(name)
+        parts = name.split(".")
+        todo += [".".join(parts[:i]) for i in range(1, len(parts))]  # parent packages run first
+        for node in ast.walk(ast.parse((REPO_ROOT / _source_of(name)).read_text())):
+            if isinstance(node, ast.Import):
+                todo += [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                todo.append(node.module)
+                todo += [f"{node.module}.{alias.name}" for alias in node.names]
+    return {_source_of(name) for name in seen}
+
+
+def test_every_stage_depends_on_the_core_code_it_runs():
+    """A stage that computes with the core lists every core module it imports: one missing a
+    module would not rerun when that module's numerics change (train@bayes_als once missed
+    core/als.py, whose row matrix it samples from). Variants are imported by name, so a train
+    stage's roots include its variant's module."""
+    import yaml
+
+    core = Path("src/movielens_als/core")
+    models = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())["models"]
+    for name, stage in _resolved_stages(REPO_ROOT).items():
+        roots = [stage.cmd.split()[2]]
+        if "train.model=" in stage.cmd:
+            model = stage.cmd.split("train.model=")[1].split()[0]
+            roots.append(f"movielens_als.core.{models[model]['variant']}")
+        sources = set().union(*(_imported_sources(root) for root in roots))
+        declared = [Path(dep.def_path) for dep in stage.deps]
+        if not any(dep == core or core in dep.parents for dep in declared):
+            continue  # the data stages reach the core only through plumbing (tracking, config)
+        for source in sorted(path for path in sources if core in path.parents):
+            assert any(source == dep or dep in source.parents for dep in declared), (
+                f"{name} imports {source} but its deps in dvc.yaml do not list it"
+            )
+
+
 def test_dvc_outputs_are_where_the_layout_writes():
     """dvc.yaml spells the paths out; Layout owns them. Every declared output is Layout's."""
     from movielens_als.config import compose
