@@ -55,3 +55,4 @@ mlflow-ui: install
 
 clean:
 	rm -rf outputs multirun .pytest_cache
+	-python -c 'import shutil, movielens_als._kernel_cache as c; shutil.rmtree(c.default_cache_root(), ignore_errors=True)'

@@ -15,6 +15,11 @@ Layers, lowest first (a module may import only from layers above it in this list
   ``api``: the Python API (``fit``, ``load``, ``load_trained``, ``Recommender``), exported here.
 """
 
+from movielens_als._kernel_cache import use_keyed_cache
+
+# before any kernel module is imported: Numba reads its cache folder when a kernel is defined
+use_keyed_cache()
+
 __version__ = "0.1.0"
 __all__ = ["Recommender", "__version__", "fit", "load", "load_trained"]
 _API = {"Recommender", "fit", "load", "load_trained"}
