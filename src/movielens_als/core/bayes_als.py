@@ -20,6 +20,12 @@ drawn as θ = θ̄ + L⁻ᵀ z with A = L Lᵀ and z ~ N(0, I) (so Cov θ = A⁻
 likewise, then λ, each side's (μ, τ, γ), and W and η from their conjugate conditionals.
 After ``burn_in`` sweeps, predictions are the running posterior mean over the kept samples.
 
+Chain length: ``samples`` is the cap. With ``mcse_tolerance`` > 0 the chain stops as soon as
+the Monte-Carlo standard error of the posterior-mean prediction — batch means (Flegal & Jones
+2010) over the kept draws, root-mean-square over a fixed random sample of training pairs —
+is at most that many stars. It needs no held-out labels, so it never looks at test; and a
+chain that still drifts has batch means that disagree, so its error stays large and it runs on.
+
 Randomness: the row draws z come from a counter-based generator keyed by (seed, sample, side,
 row) — SplitMix64 over the key, Ziggurat — so a row's draw does not depend on which thread
 (or which worker, for a partitioned fit) computes it: results are bit-identical at any thread
@@ -67,6 +73,11 @@ from movielens_als.errors import ConfigError
 from movielens_als.sparse import CSR, RatingMatrix, Ratings
 
 HYPER_STREAM = 2  # the "side" index of the hyper-parameter stream (users 0, movies 1)
+PROBE_STREAM = 3  # the stream that picks the training pairs the chain-length rule watches
+PROBE_PAIRS = 10_000  # enough pairs that the RMS error hardly varies with which were picked
+# kept draws before the error is estimated: √n batches of √n draws need n ≈ 50 for the
+# variance of ~7 batch means to mean anything
+MIN_KEPT_FOR_MCSE = 49
 
 
 @dataclass(frozen=True)
@@ -77,8 +88,10 @@ class BayesALSParams(VariantParams):
     posterior mean starts (< samples). lam, tau, gamma, eta: starting values of the
     precisions λ, τ, γ, η (kept fixed when ``sample_hyper`` is false). noise_shape/noise_rate:
     Gamma hyperprior of λ; prior_shape/prior_rate: of τ, γ, η; mean_precision: β₀ of the
-    factor means' Normal hyperprior. saved_samples: how many kept draws (evenly spaced) the
-    saved model averages. seed, center, genres, init as for ALS. solver: "cholesky" draws
+    factor means' Normal hyperprior. saved_samples: at most how many kept draws (evenly
+    spaced, see ``SavedDraws``) the saved model averages. mcse_tolerance: stop the chain
+    once the posterior-mean prediction's Monte-Carlo standard error is at most this many
+    stars (0: run all ``samples``). seed, center, genres, init as for ALS. solver: "cholesky" draws
     each row's (b, u) jointly from its Gaussian conditional; "cd" draws one coordinate at a
     time from its conditional given the rest (single-site Gibbs, as libFM and myFM); "auto"
     as in ``variant.SOLVERS``.
@@ -96,6 +109,7 @@ class BayesALSParams(VariantParams):
         "prior_shape",
         "prior_rate",
         "mean_precision",
+        "mcse_tolerance",
     )
     bool_keys: ClassVar = ("center", "genres", "sample_hyper")
     choice_keys: ClassVar = {"init": INITS, "solver": SOLVERS}
@@ -119,6 +133,7 @@ class BayesALSParams(VariantParams):
     mean_precision: float = 1.0
     saved_samples: int = 16
     solver: str = "cholesky"
+    mcse_tolerance: float = 0.0
 
     def __post_init__(self) -> None:
         self.check_fields()
@@ -160,11 +175,67 @@ class BayesALSParams(VariantParams):
     def kept(self) -> int:
         return self.samples - self.burn_in
 
-    def saved_sweeps(self) -> np.ndarray:
-        """The sweeps (1-based) whose draws the saved model keeps: evenly spaced over the kept
-        ones, the last sweep always among them."""
-        n = min(self.saved_samples, self.kept)
-        return np.unique(np.round(np.linspace(self.samples, self.burn_in + 1, n)).astype(np.int64))
+
+class SavedDraws:
+    """At most ``capacity`` draws of a chain whose length is not known in advance, evenly
+    spaced over the kept sweeps. After n kept draws it holds draws s, 2s, …, ⌊n/s⌋·s (1-based
+    among the kept) for the smallest power of two s with ⌊n/s⌋ ≤ capacity: all n while
+    n ≤ capacity, and at least ⌈capacity/2⌉ after — whatever n the chain stops at. (When
+    the store is full and a draw is due, the stride doubles and every other held draw goes.)"""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.stride = 1
+        self.held: list[tuple[int, dict[str, np.ndarray]]] = []
+
+    def due(self, kept: int) -> bool:
+        """Make room for kept draw ``kept`` if its turn has come; whether it is to be held
+        (then ``add`` it)."""
+        if kept % self.stride:
+            return False
+        if len(self.held) == self.capacity:
+            self.stride *= 2
+            self.held = [(j, d) for j, d in self.held if j % self.stride == 0]
+        return kept % self.stride == 0
+
+    def add(self, kept: int, draw: dict[str, np.ndarray]) -> None:
+        self.held.append((kept, draw))
+
+    @property
+    def kept_indices(self) -> list[int]:
+        return [j for j, _ in self.held]
+
+    @property
+    def draws(self) -> list[dict[str, np.ndarray]]:
+        return [d for _, d in self.held]
+
+
+def batch_means_mcse(draws: np.ndarray) -> float:
+    """Monte-Carlo standard error of the mean of each column of ``draws`` (one row per kept
+    sample), root-mean-square over the columns: batch means with b = ⌊√n⌋ draws per batch
+    (Flegal & Jones 2010), over the latest a·b draws (a = ⌊n/b⌋ batches). The variance of the
+    batch means, times b, estimates the chain's long-run variance σ², so autocorrelation and
+    drift both widen it; the error of a mean of a·b draws is σ/√(a·b)."""
+    n = len(draws)
+    b = math.isqrt(n)
+    a = n // b
+    if a < 2:
+        raise ValueError(f"batch means need at least 2 batches, got {n} draws")
+    used = draws[n - a * b :].astype(np.float64)
+    means = used.reshape(a, b, -1).mean(axis=1)
+    long_run_variance = b * np.var(means, axis=0, ddof=1)
+    return math.sqrt(float(np.mean(long_run_variance)) / (a * b))
+
+
+def probe_pairs(train: RatingMatrix, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The (user, movie) pairs the chain-length rule watches: ``PROBE_PAIRS`` training
+    ratings drawn without replacement from the seed's own stream (all of them if fewer)."""
+    by_user = train.by_user
+    rng = np.random.default_rng([seed, 0, PROBE_STREAM])
+    n = min(PROBE_PAIRS, by_user.nnz)
+    entries = np.sort(rng.choice(by_user.nnz, size=n, replace=False))
+    users = np.searchsorted(by_user.indptr, entries, side="right") - 1
+    return users.astype(np.int64), by_user.indices[entries].astype(np.int64)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -478,7 +549,8 @@ def draw_genre_factors(
 
 
 class BayesALS(Variant):
-    """Gibbs sampling of the ALS model; the saved model averages ``saved_samples`` draws."""
+    """Gibbs sampling of the ALS model; the saved model averages up to ``saved_samples``
+    draws."""
 
     name = "bayes_als"
     params_type = BayesALSParams
@@ -503,7 +575,11 @@ class BayesALS(Variant):
             genre_precision=np.full(K, params.eta),
             sums={},  # eval name → Σ predictions over kept samples
             kept=0,
-            draws=[],  # the saved sweeps' arrays
+            saved=SavedDraws(params.saved_samples),
+            probe=probe_pairs(train, params.seed),
+            # the current draw's prediction on the probe pairs, one row per kept sample
+            probe_draws=np.empty((params.kept, min(PROBE_PAIRS, train.nnz)), dtype=np.float32),
+            mcse=math.nan,
             solver=resolved_solver(params.solver, train.nnz),
         )
         return state
@@ -575,9 +651,35 @@ class BayesALS(Variant):
             cold = side.counts == 0
             side.factors[cold] = side.prior[cold] if side.prior is not None else side.extra["mean"]
         if sweep > params.burn_in:
-            state.extra["kept"] += 1
-        if sweep in set(params.saved_sweeps().tolist()):
-            state.extra["draws"].append(self._draw(state))
+            self._keep(params, state)
+
+    def _keep(self, params: BayesALSParams, state: TrainState) -> None:
+        """Count the draw as kept: save it if its turn has come; update the error estimate."""
+        extra = state.extra
+        extra["kept"] += 1
+        kept = extra["kept"]
+        if extra["saved"].due(kept):
+            extra["saved"].add(kept, self._draw(state))
+        users, items = extra["probe"]
+        extra["probe_draws"][kept - 1] = self._current(params, state).predict(users, items)
+        if kept >= MIN_KEPT_FOR_MCSE:
+            extra["mcse"] = batch_means_mcse(extra["probe_draws"][:kept])
+
+    def converged(self, params: BayesALSParams, state: TrainState, *, sweep: int) -> bool:
+        return params.mcse_tolerance > 0 and state.extra["mcse"] <= params.mcse_tolerance
+
+    @staticmethod
+    def _current(params: BayesALSParams, state: TrainState) -> FactorModel:
+        """The current draw as a model (sharing the state's arrays)."""
+        return FactorModel(
+            state.mu,
+            state.users.bias,
+            state.items.bias,
+            state.users.factors,
+            state.items.factors,
+            None,
+            params,
+        )
 
     @staticmethod
     def _moments(side: Side) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
@@ -627,15 +729,7 @@ class BayesALS(Variant):
         self, params: BayesALSParams, state: TrainState, name: str, ratings: Ratings
     ) -> np.ndarray:
         """The running posterior mean after burn-in (the current draw's prediction before)."""
-        current = FactorModel(
-            state.mu,
-            state.users.bias,
-            state.items.bias,
-            state.users.factors,
-            state.items.factors,
-            None,
-            params,
-        ).predict(ratings.user, ratings.item)
+        current = self._current(params, state).predict(ratings.user, ratings.item)
         kept = state.extra["kept"]
         if kept == 0:
             return current
@@ -645,17 +739,20 @@ class BayesALS(Variant):
         return sums[name] / kept
 
     def sweep_metrics(self, params: BayesALSParams, state: TrainState) -> dict[str, float]:
-        return {
+        metrics = {
             "noise_precision": float(state.extra["noise_precision"]),
             "user_factor_precision": float(np.mean(state.users.extra["precision"])),
             "movie_factor_precision": float(np.mean(state.items.extra["precision"])),
         }
+        if not math.isnan(state.extra["mcse"]):  # once enough draws are kept to estimate it
+            metrics["mcse"] = state.extra["mcse"]
+        return metrics
 
     def model(self, params: BayesALSParams, state: TrainState) -> FactorModel:
         """The average of the saved draws as one factor model: factors side by side, scaled by
         1/√S, so u·v is the mean of the draws' u_s·v_s; biases averaged."""
         params = params.replace(solver=state.extra["solver"])  # the solver that ran
-        draws = state.extra["draws"] or [self._draw(state)]
+        draws = state.extra["saved"].draws or [self._draw(state)]
         scale = np.float32(1.0 / math.sqrt(len(draws)))
 
         def stacked(key: str) -> np.ndarray:

@@ -330,6 +330,8 @@ def _iterate(params, variant, state, train, evals, callback) -> FitResult:
         history.append(record)
         if callback is not None:
             callback(record)
+        if variant.converged(params, state, sweep=sweep):
+            break
     return FitResult(
         model=variant.model(params, state),
         history=history,

@@ -175,7 +175,8 @@ class Variant:
     ``params_type`` is the typed config; ``reference`` the module of its slow NumPy versions.
     One sweep of ``fit`` is: ``half_step(users given movies)``, ``half_step(movies given
     users)`` (the one that reports the squared error), ``end_sweep``, then ``objective`` and
-    ``predict`` on each eval set. A half-step is ``row_task`` (a pure function over a block of
+    ``predict`` on each eval set; the fit ends after ``params.n_iterations`` sweeps or when
+    ``converged``. A half-step is ``row_task`` (a pure function over a block of
     rows, ``core.rows.RowTask``) run by the fit's row runner, in this process or on Dask workers.
     """
 
@@ -229,6 +230,11 @@ class Variant:
         self, params: VariantParams, state: TrainState, *, sweep: int, sse: float
     ) -> None:
         """Work after both half-steps (genre embeddings, hyper-parameter draws, averages)."""
+
+    def converged(self, params: VariantParams, state: TrainState, *, sweep: int) -> bool:
+        """Whether the fit stops after this sweep, before ``params.n_iterations`` (e.g. a
+        Gibbs chain whose Monte-Carlo error is small enough); asked after the sweep's record."""
+        return False
 
     def objective(self, params: VariantParams, state: TrainState, *, sse: float) -> float:
         """The objective the sweep reports (the NLL for ALS)."""
