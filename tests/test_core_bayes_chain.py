@@ -67,23 +67,42 @@ def test_batch_means_refuse_fewer_than_two_batches():
 
 
 def reference_held(n: int, capacity: int) -> list[int]:
-    """Multiples of the smallest power-of-two stride s with ⌊n/s⌋ ≤ capacity."""
-    stride = 1
-    while n // stride > capacity:
-        stride *= 2
-    return list(range(stride, n + 1, stride))
+    """The store's rule written out: offer draws 1..n; whenever more than ``capacity`` are
+    held, drop the earliest of those (never the newest) whose removal leaves the shortest gap."""
+    held: list[int] = []
+    for sweep in range(1, n + 1):
+        held.append(sweep)
+        if len(held) > capacity:
+            best = None
+            for i in range(len(held) - 1):
+                before = held[i - 1] if i > 0 else 0
+                gap = held[i + 1] - before
+                if best is None or gap < best[0]:
+                    best = (gap, i)
+            held.pop(best[1])
+    return held
 
 
 @pytest.mark.parametrize("capacity", [1, 2, 3, 4, 16])
-def test_saved_draws_stay_evenly_spaced_whatever_the_chain_length(capacity):
+def test_saved_draws_spread_over_the_chain_whatever_its_length(capacity):
     store = SavedDraws(capacity)
-    for n in range(1, 300):
-        if store.due(n):
-            store.add(n, {"n": np.array(n)})
-        held = [j for j, _ in store.held]
+    for n in range(1, 400):
+        store.add(n, {"n": np.array(n)})
+        held = store.kept_indices
         assert held == reference_held(n, capacity), n
         assert [int(d["n"]) for d in store.draws] == held
-        assert len(held) >= min(n, math.ceil(capacity / 2))
+        # always full once it can be, the newest draw among them, in order
+        assert len(held) == min(n, capacity) and held[-1] == n and held == sorted(set(held))
+        if n >= 4 * capacity:  # no gap (from 0) longer than twice the even spacing
+            gaps = np.diff([0, *held])
+            assert gaps.max() <= 2 * n / capacity, (n, held)
+
+
+def test_saved_draws_at_the_default_study_length_beat_a_halved_stride():
+    # the default study keeps 275 draws with S = 16: all 16 held, none crowded together
+    held = reference_held(275, 16)
+    assert len(held) == 16 and held[-1] == 275
+    assert np.diff([0, *held]).min() >= 275 / 16 / 2
 
 
 def test_probe_pairs_are_training_ratings_fixed_by_the_seed():
@@ -131,8 +150,8 @@ def test_the_rule_stops_the_chain_at_the_first_sweep_within_tolerance():
             b.eval_rmse,
             b.extra,
         )
-    # the saved model averages up to 4 of the kept draws, evenly spaced
-    assert stopped.model.K in (2 * 2, 2 * 3, 2 * 4)
+    # the saved model averages 4 of the kept draws, side by side
+    assert stopped.model.K == 2 * 4
     assert rmse(stopped.model, ratings) == pytest.approx(
         stopped.history[-1].eval_rmse["all"], abs=0.05
     )
