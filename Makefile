@@ -46,7 +46,7 @@ bench: install
 	python benchmarks/bench_bayes.py
 	python benchmarks/bench_ranking.py
 
-# the whole study at ML-32M shape (about 35 min on 2 cores): per-stage wall time and peak RSS
+# the whole study at ML-32M shape (26-52 min on 2 cores, depending on the host): per-stage wall time and peak RSS
 bench-study: install
 	python benchmarks/bench_study.py
 
